@@ -1,0 +1,120 @@
+"""Timers of record (P6). The database holds starts_at, ends_at and end_version; beat ticks every
+second. A tick starts what is due, arms ETA tasks for what falls due within TIMER_ARM_AHEAD_S (so
+it fires on time rather than on the next tick), and ends directly what is overdue because its
+timer was lost (a dead worker, a broker blip). Beat itself holds no state: after a restart the
+next tick catches up, and firing twice does nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+
+from auctions import services
+from auctions.models import Auction, Bid
+from core import clock
+from tasks import assignment, doorbell
+
+log = logging.getLogger(__name__)
+
+# An end this late has lost its timer: end it from the tick itself.
+OVERDUE = timedelta(seconds=3)
+# An ETA task may run a hair early (clock granularity); wait out up to this much.
+EARLY_SLACK_S = 1.0
+
+
+def timers_tick(*, now: datetime | None = None) -> dict[str, int]:
+    now = now or clock.now()
+    horizon = now + timedelta(seconds=settings.TIMER_ARM_AHEAD_S)
+    counts = {"started": 0, "armed_starts": 0, "armed_ends": 0, "ended": 0}
+
+    due = Auction.objects.filter(status=Auction.Status.SCHEDULED, starts_at__lte=now).values_list("pk", flat=True)
+    for auction_id in list(due):
+        counts["started"] += services.auction_start(auction_id=auction_id, now=now)
+
+    soon = Auction.objects.filter(
+        status=Auction.Status.SCHEDULED, starts_at__gt=now, starts_at__lte=horizon, armed_start=False
+    ).values_list("pk", "starts_at")
+    for auction_id, starts_at in list(soon):
+        if Auction.objects.filter(pk=auction_id, armed_start=False).update(armed_start=True):
+            doorbell.send_start(auction_id, eta=starts_at)
+            counts["armed_starts"] += 1
+
+    ending = Auction.objects.filter(status=Auction.Status.LIVE, ends_at__lte=horizon).values_list(
+        "pk", "ends_at", "end_version", "armed_end_version"
+    )
+    for auction_id, ends_at, version, armed in list(ending):
+        if ends_at <= now - OVERDUE:
+            log.warning("auction %s end is %.1fs overdue; ending it from the tick",
+                        auction_id, (now - ends_at).total_seconds())
+            counts["ended"] += services.auction_end(auction_id=auction_id)
+            continue
+        if armed >= version:
+            continue
+        claimed = Auction.objects.filter(pk=auction_id, armed_end_version__lt=version).update(
+            armed_end_version=version
+        )
+        if claimed:
+            doorbell.send_end(auction_id, version, eta=ends_at if ends_at > now else None)
+            counts["armed_ends"] += 1
+    return counts
+
+
+def _wait_until(when: datetime) -> None:
+    delay = (when - clock.now()).total_seconds()
+    if 0 < delay <= EARLY_SLACK_S:
+        time.sleep(delay)
+
+
+def start_due(*, auction_id: int) -> bool:
+    starts_at = Auction.objects.filter(pk=auction_id).values_list("starts_at", flat=True).first()
+    if starts_at is None:
+        return False
+    _wait_until(starts_at)
+    return services.auction_start(auction_id=auction_id)
+
+
+def end_due(*, auction_id: int, end_version: int) -> bool:
+    row = Auction.objects.filter(pk=auction_id).values_list("ends_at", "end_version").first()
+    if row is None:
+        return False
+    ends_at, version = row
+    if version != end_version and ends_at > clock.now():
+        return False  # the end moved; the timer armed for the new end will fire
+    _wait_until(ends_at)
+    ended = services.auction_end(auction_id=auction_id)
+    if ended:
+        late = (clock.now() - ends_at).total_seconds()
+        log.info("auction %s ended %.3fs after its end", auction_id, late)
+    return ended
+
+
+def bids_sweep(*, now: datetime | None = None) -> int:
+    """Ring again every auction with a bid left queued too long (its doorbell was lost)."""
+    now = now or clock.now()
+    cutoff = now - timedelta(seconds=settings.BID_SWEEP_AFTER_S)
+    stale = (
+        Bid.objects.filter(status=Bid.Status.QUEUED, received_at__lt=cutoff)
+        .values_list("auction_id", flat=True)
+        .distinct()
+    )
+    auction_ids = list(stale)
+    for auction_id in auction_ids:
+        doorbell.ring(auction_id)
+    if auction_ids:
+        log.info("sweep rang %d auctions with stale bids", len(auction_ids))
+    return len(auction_ids)
+
+
+def consumers_reconcile() -> dict[str, int]:
+    active = Auction.objects.filter(
+        status__in=[Auction.Status.SCHEDULED, Auction.Status.LIVE]
+    ).values_list("pk", flat=True)
+    return assignment.reconcile(list(active))
+
+
+

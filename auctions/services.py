@@ -1,0 +1,574 @@
+"""Auction services: the transactions that apply the rules.
+
+Locks, always taken in this order: Intake (bid receipt) -> Auction (state) -> Account rows (coins,
+via core.ledger, ascending id). `bid_submit` takes only Intake; the decider takes only Auction (then
+accounts); end and cancel take Intake then Auction, which fences them against bids in flight.
+Every function that changes state emits AuctionEvents through an Outbox and publishes after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from auctions import rules, selectors
+from auctions.models import Auction, AuctionEvent, Bid, Intake, Participant
+from core import clock, ledger
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.models import Account, Hold, User
+from core.timefmt import iso
+from realtime import publish
+from tasks import doorbell
+
+log = logging.getLogger(__name__)
+
+MAX_AMOUNT = 10**12
+
+
+# --- the outbox: events and notifications, published only after commit -----------------------
+
+
+@dataclass
+class Outbox:
+    auction: Auction
+    events: list[AuctionEvent] = field(default_factory=list)
+    user_frames: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    lobby: bool = False
+
+    def emit(self, type_: str, data: dict[str, Any], *, at: datetime) -> AuctionEvent:
+        self.auction.seq += 1
+        event = AuctionEvent(auction_id=self.auction.pk, seq=self.auction.seq, type=type_, data=data, at=at)
+        self.events.append(event)
+        return event
+
+    def to_user(self, user_id: int, frame: dict[str, Any]) -> None:
+        self.user_frames.append((user_id, frame))
+
+    def save_events(self) -> None:
+        if self.events:
+            AuctionEvent.objects.bulk_create(self.events)
+
+    def publish_on_commit(self) -> None:
+        events = [selectors.event_data(e) for e in self.events]
+        frames = list(self.user_frames)
+        auction_id = self.auction.pk
+        lobby = self.lobby or bool(events)
+
+        def _publish() -> None:
+            if events:
+                publish.publish_events(auction_id, events)
+            for user_id, frame in frames:
+                publish.publish_to_user(user_id, frame)
+            if lobby:
+                auction = selectors.auction_get(auction_id)
+                if auction is not None:
+                    publish.publish_lobby(selectors.auction_data(auction))
+
+        transaction.on_commit(_publish)
+
+
+# --- creating and scheduling ---------------------------------------------------------------
+
+
+def _positive(name: str, value: Any, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AMOUNT:
+        raise InvalidInput(f"{name} must be a whole number of coins from 1 to {MAX_AMOUNT}",
+                           code="invalid_field", details={"field": name})
+    return value
+
+
+def auction_create(
+    *,
+    title: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    starting_price: int,
+    description: str = "",
+    min_increment: int = 1,
+    reserve_price: int | None = None,
+    buy_now_price: int | None = None,
+    extend_window_s: int = 30,
+    extend_by_s: int = 30,
+    seller: str | None = None,
+    now: datetime | None = None,
+) -> Auction:
+    """Create an auction; one whose start is already due starts in the same transaction."""
+    now = now or clock.now()
+    title = (title or "").strip()
+    if not title or len(title) > 200:
+        raise InvalidInput("title is required (at most 200 characters)", code="invalid_field", details={"field": "title"})
+    _positive("starting_price", starting_price)
+    _positive("min_increment", min_increment)
+    _positive("reserve_price", reserve_price, optional=True)
+    _positive("buy_now_price", buy_now_price, optional=True)
+    for name, value in (("extend_window_s", extend_window_s), ("extend_by_s", extend_by_s)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
+            raise InvalidInput(f"{name} must be a whole number of seconds from 0 to 86400",
+                               code="invalid_field", details={"field": name})
+    if ends_at <= starts_at:
+        raise InvalidInput("ends_at must be after starts_at", code="invalid_field", details={"field": "ends_at"})
+    if ends_at <= now:
+        raise InvalidInput("ends_at must be in the future", code="invalid_field", details={"field": "ends_at"})
+    if buy_now_price is not None and buy_now_price < starting_price:
+        raise InvalidInput("buy_now_price must not be below starting_price", code="invalid_field",
+                           details={"field": "buy_now_price"})
+    if buy_now_price is not None and reserve_price is not None and buy_now_price < reserve_price:
+        raise InvalidInput("buy_now_price must not be below reserve_price", code="invalid_field",
+                           details={"field": "buy_now_price"})
+    seller_user = None
+    if seller is not None:
+        seller_user = User.objects.filter(username=seller).first()
+        if seller_user is None:
+            raise InvalidInput(f"unknown seller {seller!r}", code="invalid_field", details={"field": "seller"})
+
+    with transaction.atomic():
+        auction = Auction.objects.create(
+            title=title,
+            description=description or "",
+            seller=seller_user,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            hard_close_at=ends_at + timedelta(seconds=settings.MAX_EXTENSION),
+            starting_price=starting_price,
+            min_increment=min_increment,
+            reserve_price=reserve_price,
+            buy_now_price=buy_now_price,
+            extend_window_s=extend_window_s,
+            extend_by_s=extend_by_s,
+        )
+        Intake.objects.create(auction=auction)
+        outbox = Outbox(auction, lobby=True)
+        if starts_at <= now:
+            _start_locked(auction, outbox, now=now)
+        outbox.save_events()
+        outbox.publish_on_commit()
+        transaction.on_commit(lambda: doorbell.auction_opened(auction.pk))
+    return auction
+
+
+def _start_locked(auction: Auction, outbox: Outbox, *, now: datetime) -> None:
+    auction.status = Auction.Status.LIVE
+    auction.started_at = now
+    outbox.emit("auction.started", {"ends_at": iso(auction.ends_at)}, at=now)
+    auction.save(update_fields=["status", "started_at", "seq"])
+
+
+def auction_start(*, auction_id: int, now: datetime | None = None) -> bool:
+    """Start a scheduled auction whose start is due. Idempotent: False if there was nothing to do."""
+    now = now or clock.now()
+    with transaction.atomic():
+        auction = Auction.objects.select_for_update().filter(pk=auction_id).first()
+        if auction is None or auction.status != Auction.Status.SCHEDULED or auction.starts_at > now:
+            return False
+        outbox = Outbox(auction)
+        _start_locked(auction, outbox, now=now)
+        outbox.save_events()
+        outbox.publish_on_commit()
+    return True
+
+
+# --- receiving bids ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submitted:
+    bid: Bid
+    created: bool  # False: a client_bid_id seen before; `bid` is the original
+
+
+def _validate_amounts(amount: Any, max_amount: Any) -> None:
+    for name, value in (("amount", amount), ("max_amount", max_amount)):
+        if value is None and name == "max_amount":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AMOUNT:
+            raise InvalidInput(f"{name} must be a whole number of coins from 1 to {MAX_AMOUNT}",
+                               code="invalid_amount", details={"field": name})
+    if max_amount is not None and max_amount < amount:
+        raise InvalidInput("max_amount must not be below amount", code="invalid_amount",
+                           details={"field": "max_amount"})
+
+
+def bid_submit(
+    *,
+    auction_id: int,
+    user: User,
+    amount: Any,
+    max_amount: Any = None,
+    client_bid_id: str | None = None,
+    channel: str = "rest",
+    now: datetime | None = None,
+    rate_check: Any = None,
+) -> Submitted:
+    """Receive a bid: checks in the contract's order, then persist it with the next position and
+    ring the auction's queue after commit. Stores nothing when a check fails.
+
+    `rate_check`, if given, is called after the other checks and raises RateLimited."""
+    auction = Auction.objects.filter(pk=auction_id).only("id", "seller_id", "status", "ends_at").first()
+    if auction is None:
+        raise NotFound("auction not found")
+    _validate_amounts(amount, max_amount)
+    if client_bid_id is not None and (not isinstance(client_bid_id, str) or not 1 <= len(client_bid_id) <= 64):
+        raise InvalidInput("client_bid_id must be a string of 1 to 64 characters", code="invalid_field",
+                           details={"field": "client_bid_id"})
+    if client_bid_id is not None:
+        existing = _existing(auction_id, user, client_bid_id)
+        if existing is not None:
+            return Submitted(existing, created=False)
+    if auction.seller_id == user.pk:
+        raise Forbidden("a seller cannot bid on their own auction", code="seller_cannot_bid")
+    _check_open(auction, now or clock.now())
+    if rate_check is not None:
+        rate_check()
+
+    try:
+        with transaction.atomic():
+            intake = Intake.objects.select_for_update().get(pk=auction_id)
+            # Re-read under the Intake lock: an end or cancel that committed before we got the
+            # lock must be seen, or a bid could slip in behind the fence.
+            auction = Auction.objects.only("id", "status", "ends_at").get(pk=auction_id)
+            received_at = now or clock.now()
+            _check_open(auction, received_at)
+            intake.last_position += 1
+            Intake.objects.filter(pk=auction_id).update(last_position=intake.last_position)
+            bid = Bid.objects.create(
+                auction_id=auction_id,
+                bidder=user,
+                amount=amount,
+                max_amount=max_amount,
+                position=intake.last_position,
+                client_bid_id=client_bid_id,
+                channel=channel,
+                received_at=received_at,
+            )
+            transaction.on_commit(lambda: doorbell.ring(auction_id))
+    except IntegrityError:
+        # The same client_bid_id raced in twice: the other one won; answer with it.
+        existing = _existing(auction_id, user, client_bid_id) if client_bid_id else None
+        if existing is None:
+            raise
+        return Submitted(existing, created=False)
+    bid.auction = Auction.objects.get(pk=auction_id)
+    return Submitted(bid, created=True)
+
+
+def _existing(auction_id: int, user: User, client_bid_id: str) -> Bid | None:
+    return (
+        Bid.objects.select_related("auction", "bidder")
+        .filter(auction_id=auction_id, bidder=user, client_bid_id=client_bid_id)
+        .first()
+    )
+
+
+def _check_open(auction: Auction, now: datetime) -> None:
+    if auction.status in (Auction.Status.SCHEDULED, Auction.Status.CANCELLED):
+        raise Conflict(f"the auction is {auction.status}", code="auction_not_live")
+    if auction.status == Auction.Status.ENDED or now >= auction.ends_at:
+        raise Conflict("the auction has ended", code="auction_ended")
+
+
+# --- deciding bids -------------------------------------------------------------------------
+
+
+class _Book:
+    """The auction's rules.State plus what is needed to write it back."""
+
+    def __init__(self, auction: Auction):
+        self.auction = auction
+        self.terms = selectors.terms_of(auction)
+        rows = list(Participant.objects.filter(auction_id=auction.pk))
+        self.rows = {p.user_id: p for p in rows}
+        self.state = rules.State(
+            status=auction.status,
+            ends_at=auction.ends_at,
+            current_price=auction.current_price,
+            leader_id=auction.leader_id,
+            bid_count=auction.bid_count,
+            standings={
+                p.user_id: rules.Standing(p.user_id, p.max_amount, p.max_bid_id, p.max_position,
+                                          p.own_amount, p.shown_amount)
+                for p in rows
+            },
+        )
+        self.changed: set[int] = set()
+
+    def save(self) -> None:
+        for user_id in self.changed:
+            s = self.state.standings[user_id]
+            row = self.rows.get(user_id) or Participant(auction_id=self.auction.pk, user_id=user_id)
+            row.max_amount, row.max_bid_id, row.max_position = s.max_amount, s.max_bid_id, s.max_position
+            row.own_amount, row.shown_amount = s.own_amount, s.shown_amount
+            row.save()
+            self.rows[user_id] = row
+        self.changed.clear()
+        a, st = self.auction, self.state
+        a.current_price, a.leader_id, a.bid_count = st.current_price, st.leader_id, st.bid_count
+        a.save(update_fields=["current_price", "leader", "bid_count", "seq", "ends_at", "end_version",
+                              "status", "winner", "final_price", "ended_at"])
+
+
+def _account_ids(user_ids: set[int]) -> dict[int, int]:
+    return dict(Account.objects.filter(user_id__in=user_ids).values_list("user_id", "pk"))
+
+
+def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
+    """Decide every bid of the auction still queued, in position order, in batches of
+    BID_BATCH_SIZE, one transaction each, under the auction's row lock.
+
+    Idempotent: a duplicate, late or reordered doorbell finds nothing queued and does nothing.
+    Returns how many bids it decided."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            auction = Auction.objects.select_for_update().filter(pk=auction_id).first()
+            if auction is None:
+                return total
+            pending = list(
+                Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED)
+                .order_by("position")[: settings.BID_BATCH_SIZE]
+            )
+            if not pending:
+                return total
+            outbox = Outbox(auction)
+            _decide_locked(auction, pending, outbox, now=now or clock.now())
+            outbox.save_events()
+            outbox.publish_on_commit()
+        total += len(pending)
+        if len(pending) < settings.BID_BATCH_SIZE:
+            return total
+
+
+def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now: datetime) -> _Book:
+    """Decide `pending` (position order) against the locked auction; write bids, standings,
+    holds, settlement and events. The caller holds the Auction row lock and the transaction."""
+    book = _Book(auction)
+    accounts = _account_ids({b.bidder_id for b in pending} | set(book.state.standings))
+    names = selectors.usernames({b.bidder_id for b in pending} | set(book.state.standings) | {auction.seller_id})
+    for bid in pending:
+        request = rules.BidRequest(bid.pk, bid.bidder_id, bid.amount, bid.max_amount, bid.position, bid.received_at)
+        available = 0
+        if auction.status == Auction.Status.LIVE and bid.bidder_id in accounts:
+            available = ledger.available_for_auction(account_id=accounts[bid.bidder_id], auction_id=auction.pk)
+        before = book.state
+        decision = rules.decide_bid(book.terms, before, request, available=available)
+        bid.decided_at = now
+        if not decision.accepted:
+            bid.status, bid.reason = Bid.Status.REJECTED, decision.reason
+        else:
+            bid.status = Bid.Status.ACCEPTED
+            book.state = decision.state
+            book.changed.update(
+                uid for uid in decision.state.standings
+                if before.standings.get(uid) != decision.state.standings[uid]
+            )
+            _apply_holds(auction, before, decision.state, accounts)
+            auction.current_price = decision.state.current_price
+            auction.leader_id = decision.state.leader_id
+            auction.bid_count = decision.state.bid_count
+            for shown in decision.shown:
+                event = outbox.emit("bid.accepted", _accepted_data(book, shown, names), at=now)
+                if shown.bid_id == bid.pk and not shown.proxy:
+                    bid.seq = event.seq
+            if decision.extended_to is not None:
+                auction.ends_at = decision.extended_to
+                auction.end_version += 1
+                outbox.emit("auction.extended", {"ends_at": iso(auction.ends_at)}, at=now)
+            for loser in decision.outbid:
+                outbox.to_user(loser, {"type": "outbid", "auction_id": auction.pk,
+                                       "current_price": decision.state.current_price})
+            if decision.bought_now:
+                _settle_locked(auction, book, outbox, accounts, names, now=now)
+        outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
+    Bid.objects.bulk_update(pending, ["status", "reason", "seq", "decided_at"])
+    book.save()
+    return book
+
+
+def _bid_frame(bid: Bid, names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "bid_id": bid.pk, "client_bid_id": bid.client_bid_id, "auction_id": bid.auction_id,
+        "bidder": names.get(bid.bidder_id), "amount": bid.amount,
+        "max_amount": bid.max_amount if bid.max_amount is not None else bid.amount,
+        "position": bid.position, "status": bid.status, "reason": bid.reason, "seq": bid.seq,
+        "created_at": iso(bid.received_at), "decided_at": iso(bid.decided_at),
+    }
+
+
+def _accepted_data(book: _Book, shown: rules.Shown, names: dict[int, str]) -> dict[str, Any]:
+    state, terms = book.state, book.terms
+    return {
+        "bid_id": shown.bid_id,
+        "bidder": names.get(shown.user_id),
+        "amount": shown.amount,
+        "proxy": shown.proxy,
+        "current_price": state.current_price,
+        "leader": names.get(state.leader_id) if state.leader_id else None,
+        "min_next_bid": rules.min_next_bid(terms, state),
+        "bid_count": state.bid_count,
+        "ends_at": iso(state.ends_at),
+        "reserve_met": rules.reserve_met(terms, state.current_price),
+    }
+
+
+def _apply_holds(auction: Auction, before: rules.State, after: rules.State, accounts: dict[int, int]) -> None:
+    """The leader's max is held; nobody else's. Runs inside the decision's transaction."""
+    if before.leader_id is not None and before.leader_id != after.leader_id:
+        ledger.hold_release(account_id=accounts[before.leader_id], auction_id=auction.pk)
+    if after.leader_id is not None:
+        leader = after.standings[after.leader_id]
+        ledger.hold_set(account_id=accounts[after.leader_id], auction_id=auction.pk, amount=leader.max_amount)
+
+
+# --- ending, settling, cancelling -----------------------------------------------------------
+
+
+def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
+    """End a live auction whose (extended) end has come: decide every bid received before it,
+    then settle, in the order the contract requires. Idempotent: a second call does nothing.
+
+    Bids are drained first without the Intake lock so that bidders are not blocked long; the
+    final check takes Intake then Auction, so no bid can be received between it and the end."""
+    bids_decide_pending(auction_id=auction_id, now=now)
+    with transaction.atomic():
+        if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
+            return False
+        auction = Auction.objects.select_for_update().get(pk=auction_id)
+        now = now or clock.now()
+        if auction.status != Auction.Status.LIVE or now < auction.ends_at:
+            return False
+        outbox = Outbox(auction)
+        pending = list(Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED).order_by("position"))
+        if pending:
+            book = _decide_locked(auction, pending, outbox, now=now)
+        else:
+            book = _Book(auction)
+        if auction.status == Auction.Status.LIVE and now >= auction.ends_at:
+            accounts = _account_ids(set(book.state.standings))
+            names = selectors.usernames(set(book.state.standings) | {auction.seller_id})
+            _settle_locked(auction, book, outbox, accounts, names, now=now)
+            book.save()
+        outbox.save_events()
+        outbox.publish_on_commit()
+        return auction.status == Auction.Status.ENDED
+
+
+def _settle_locked(auction: Auction, book: _Book, outbox: Outbox, accounts: dict[int, int],
+                   names: dict[int, str], *, now: datetime) -> None:
+    """Rule 8: move exactly final_price from the winner to the seller (or the house), release
+    every other hold, mark the auction ended and emit auction.ended, all in the caller's
+    transaction. The unique settlement per auction in the ledger makes a second payment impossible."""
+    outcome = rules.outcome(book.terms, book.state)
+    if outcome.winner_id is not None and outcome.final_price is not None:
+        if auction.seller_id is not None:
+            credit_id = Account.objects.get(user_id=auction.seller_id).pk
+        else:
+            credit_id = ledger.system_account(Account.Kind.HOUSE).pk
+        ledger.hold_capture(
+            account_id=accounts[outcome.winner_id], auction_id=auction.pk, amount=outcome.final_price,
+            credit_id=credit_id, memo=f"auction #{auction.pk}: {auction.title}"[:200],
+        )
+    _release_all_holds(auction.pk)
+    auction.status = Auction.Status.ENDED
+    auction.winner_id = outcome.winner_id
+    auction.final_price = outcome.final_price
+    auction.ended_at = now
+    book.state = replace(book.state, status=rules.ENDED)
+    outbox.emit("auction.ended", {
+        "winner": names.get(outcome.winner_id) if outcome.winner_id else None,
+        "final_price": outcome.final_price,
+        "reserve_met": outcome.reserve_met,
+    }, at=now)
+    outbox.lobby = True
+    for user_id in book.state.standings:
+        result = "won" if user_id == outcome.winner_id else "lost"
+        outbox.to_user(user_id, {"type": "result", "auction_id": auction.pk, "outcome": result,
+                                 "final_price": outcome.final_price})
+    if auction.seller_id is not None:
+        outbox.to_user(auction.seller_id, {"type": "result", "auction_id": auction.pk,
+                                           "outcome": "sold" if outcome.winner_id else "unsold",
+                                           "final_price": outcome.final_price})
+
+
+def _release_all_holds(auction_id: int) -> None:
+    for account_id in Hold.objects.filter(auction_id=auction_id, active=True).values_list("account_id", flat=True):
+        ledger.hold_release(account_id=account_id, auction_id=auction_id)
+
+
+def auction_cancel(*, auction_id: int, now: datetime | None = None) -> Auction:
+    """Cancel at once (staff): pending bids are rejected `auction_not_live`, every hold released,
+    `auction.cancelled` emitted; no coins move. 409 if the auction is already final."""
+    now = now or clock.now()
+    with transaction.atomic():
+        if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
+            raise NotFound("auction not found")
+        auction = Auction.objects.select_for_update().get(pk=auction_id)
+        if auction.is_final:
+            raise Conflict(f"the auction is already {auction.status}", code="auction_final")
+        outbox = Outbox(auction, lobby=True)
+        pending = list(Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED))
+        names = selectors.usernames({b.bidder_id for b in pending})
+        for bid in pending:
+            bid.status, bid.reason, bid.decided_at = Bid.Status.REJECTED, rules.AUCTION_NOT_LIVE, now
+            outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
+        Bid.objects.bulk_update(pending, ["status", "reason", "decided_at"])
+        _release_all_holds(auction_id)
+        auction.status = Auction.Status.CANCELLED
+        auction.ended_at = now
+        outbox.emit("auction.cancelled", {}, at=now)
+        auction.save(update_fields=["status", "ended_at", "seq"])
+        outbox.save_events()
+        outbox.publish_on_commit()
+    return auction
+
+
+def auction_reschedule_end(*, auction_id: int, ends_at: datetime, now: datetime | None = None) -> Auction:
+    """Operator action: move a scheduled or live auction's end (to now to end it at once, or
+    later to extend it). A live auction's stream gets `auction.extended` when the end moves later."""
+    now = now or clock.now()
+    with transaction.atomic():
+        if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
+            raise NotFound("auction not found")
+        auction = Auction.objects.select_for_update().get(pk=auction_id)
+        if auction.is_final:
+            raise Conflict(f"the auction is already {auction.status}", code="auction_final")
+        ends_at = max(ends_at, now)
+        if ends_at <= auction.starts_at:
+            raise InvalidInput("the end must be after the start", code="invalid_field", details={"field": "ends_at"})
+        outbox = Outbox(auction, lobby=True)
+        later = ends_at > auction.ends_at
+        auction.ends_at = ends_at
+        auction.hard_close_at = max(auction.hard_close_at, ends_at)
+        auction.end_version += 1
+        if later and auction.status == Auction.Status.LIVE:
+            outbox.emit("auction.extended", {"ends_at": iso(ends_at)}, at=now)
+        auction.save(update_fields=["ends_at", "hard_close_at", "end_version", "seq"])
+        outbox.save_events()
+        outbox.publish_on_commit()
+    if ends_at <= now and auction.status == Auction.Status.LIVE:
+        auction_end(auction_id=auction_id, now=now)
+        auction.refresh_from_db()
+    return auction
+
+
+def auction_start_now(*, auction_id: int, now: datetime | None = None) -> Auction:
+    """Operator action: start a scheduled auction now."""
+    now = now or clock.now()
+    with transaction.atomic():
+        auction = Auction.objects.select_for_update().filter(pk=auction_id).first()
+        if auction is None:
+            raise NotFound("auction not found")
+        if auction.status != Auction.Status.SCHEDULED:
+            raise Conflict(f"the auction is {auction.status}", code="auction_not_scheduled")
+        if auction.ends_at <= now:
+            raise Conflict("the auction's end has passed", code="auction_ended")
+        auction.starts_at = now
+        auction.save(update_fields=["starts_at"])
+    auction_start(auction_id=auction_id, now=now)
+    auction.refresh_from_db()
+    return auction

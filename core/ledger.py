@@ -1,0 +1,172 @@
+"""Coin services: the only code that changes a balance or a hold.
+
+Contract for every function here: it must run inside `transaction.atomic()` (it asserts so), and it
+locks the account rows it changes (`select_for_update`, in ascending id order when there are two) so
+that concurrent decisions on different auctions cannot spend the same coin twice.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Sum
+
+from core import clock
+from core.models import Account, Hold, Transfer, User
+
+
+class LedgerError(Exception):
+    code = "ledger_error"
+
+
+class InsufficientFunds(LedgerError):
+    code = "insufficient_funds"
+
+
+def _require_atomic() -> None:
+    if not connection.in_atomic_block:
+        raise RuntimeError("ledger operations must run inside transaction.atomic()")
+
+
+def system_account(kind: str) -> Account:
+    account, _ = Account.objects.get_or_create(kind=kind, user=None)
+    return account
+
+
+def _lock(account_id: int) -> Account:
+    return Account.objects.select_for_update().get(pk=account_id)
+
+
+def account_open(*, user: User) -> Account:
+    """Open a user's account and credit the signup bonus from the mint. Idempotent per user."""
+    with transaction.atomic():
+        account, created = Account.objects.get_or_create(user=user, defaults={"kind": Account.Kind.USER})
+        if created and settings.SIGNUP_BONUS > 0:
+            ledger_transfer(
+                debit_id=system_account(Account.Kind.MINT).pk,
+                credit_id=account.pk,
+                amount=settings.SIGNUP_BONUS,
+                kind=Transfer.Kind.SIGNUP_BONUS,
+                memo="signup bonus",
+            )
+            account.refresh_from_db()
+        return account
+
+
+def ledger_transfer(
+    *,
+    debit_id: int,
+    credit_id: int,
+    amount: int,
+    kind: str,
+    auction_id: int | None = None,
+    memo: str = "",
+    created_by: User | None = None,
+) -> Transfer:
+    """Move `amount` coins from one account to another and record it. The debit side must have
+    `amount` available (held coins are not spendable), except the mint, which issues coins."""
+    _require_atomic()
+    if amount <= 0:
+        raise LedgerError("transfer amount must be positive")
+    if debit_id == credit_id:
+        raise LedgerError("a transfer needs two different accounts")
+    first, second = sorted((debit_id, credit_id))
+    locked = {first: _lock(first), second: _lock(second)}
+    debit, credit = locked[debit_id], locked[credit_id]
+    if debit.kind != Account.Kind.MINT and debit.available < amount:
+        raise InsufficientFunds(f"account {debit} has {debit.available} available, needs {amount}")
+    debit.balance -= amount
+    credit.balance += amount
+    Account.objects.filter(pk=debit.pk).update(balance=debit.balance)
+    Account.objects.filter(pk=credit.pk).update(balance=credit.balance)
+    return Transfer.objects.create(
+        kind=kind,
+        debit=debit,
+        credit=credit,
+        amount=amount,
+        debit_balance_after=debit.balance,
+        credit_balance_after=credit.balance,
+        auction_id=auction_id,
+        memo=memo[:200],
+        created_by=created_by,
+    )
+
+
+def grant(*, username: str, amount: int, memo: str = "", by: User | None = None) -> Transfer:
+    """Staff grant: new coins from the mint to a user."""
+    with transaction.atomic():
+        account = Account.objects.get(user__username=username)
+        return ledger_transfer(
+            debit_id=system_account(Account.Kind.MINT).pk,
+            credit_id=account.pk,
+            amount=amount,
+            kind=Transfer.Kind.GRANT,
+            memo=memo or "grant",
+            created_by=by,
+        )
+
+
+def active_hold(*, account_id: int, auction_id: int) -> Hold | None:
+    return Hold.objects.filter(account_id=account_id, auction_id=auction_id, active=True).first()
+
+
+def hold_set(*, account_id: int, auction_id: int, amount: int) -> Hold:
+    """Make the account's active hold on the auction exactly `amount` (placing, raising or
+    lowering it). Raises InsufficientFunds if the account cannot cover the difference."""
+    _require_atomic()
+    account = _lock(account_id)
+    hold = active_hold(account_id=account_id, auction_id=auction_id)
+    current = hold.amount if hold else 0
+    delta = amount - current
+    if delta > account.available:
+        raise InsufficientFunds(f"account {account} has {account.available} available, needs {delta}")
+    if hold is None:
+        hold = Hold.objects.create(account_id=account_id, auction_id=auction_id, amount=amount)
+    elif delta:
+        hold.amount = amount
+        hold.save(update_fields=["amount"])
+    if delta:
+        Account.objects.filter(pk=account_id).update(held=account.held + delta)
+    return hold
+
+
+def hold_release(*, account_id: int, auction_id: int) -> int:
+    """Release the account's active hold on the auction, if any. Returns the amount released."""
+    _require_atomic()
+    account = _lock(account_id)
+    hold = active_hold(account_id=account_id, auction_id=auction_id)
+    if hold is None:
+        return 0
+    Hold.objects.filter(pk=hold.pk).update(active=False, released_at=clock.now())
+    Account.objects.filter(pk=account_id).update(held=account.held - hold.amount)
+    return hold.amount
+
+
+def hold_capture(
+    *, account_id: int, auction_id: int, amount: int, credit_id: int, memo: str = ""
+) -> Transfer:
+    """Settle a won auction: release the winner's hold and move exactly `amount` to the seller."""
+    _require_atomic()
+    hold_release(account_id=account_id, auction_id=auction_id)
+    return ledger_transfer(
+        debit_id=account_id,
+        credit_id=credit_id,
+        amount=amount,
+        kind=Transfer.Kind.SETTLEMENT,
+        auction_id=auction_id,
+        memo=memo,
+    )
+
+
+def available_for_auction(*, account_id: int, auction_id: int) -> int:
+    """What the account can commit to this auction: available plus its own hold here.
+    Locks the account row, so the answer stays true until the transaction ends."""
+    _require_atomic()
+    account = _lock(account_id)
+    hold = active_hold(account_id=account_id, auction_id=auction_id)
+    return account.available + (hold.amount if hold else 0)
+
+
+def ledger_sum() -> int:
+    """Sum of all balances; zero whenever the books are consistent (the mint is negative)."""
+    return Account.objects.aggregate(total=Sum("balance"))["total"] or 0

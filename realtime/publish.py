@@ -1,0 +1,106 @@
+"""The one way out to clients: services call these after commit, nothing else sends to groups.
+
+Each process keeps one event loop on a daemon thread with one channel layer (so one Redis
+connection pool) instead of `async_to_sync(group_send)`, which opens a connection per call.
+Messages go through one queue and are sent one at a time, so a group sees them in the order the
+services published them. Delivery is best effort by design: the event log in the database is the
+record, and sockets repair gaps from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+log = logging.getLogger(__name__)
+
+LOBBY_GROUP = "lobby"
+
+
+def auction_group(auction_id: int) -> str:
+    return f"auction.{auction_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+class _Sender:
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] | None = None
+        self.thread = threading.Thread(target=self._run, name="gavel-publish", daemon=True)
+        self.thread.start()
+        self.ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.queue = asyncio.Queue()
+        self.ready.set()
+        self.loop.run_until_complete(self._drain())
+
+    async def _drain(self) -> None:
+        assert self.queue is not None
+        layer = get_channel_layer()
+        while True:
+            item = await self.queue.get()
+            if item is None:
+                self.queue.task_done()
+                return
+            group, message = item
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # a Redis blip must not kill the sender; sockets backfill by seq
+                log.warning("group_send to %s failed", group, exc_info=True)
+            finally:
+                self.queue.task_done()
+
+    def put(self, group: str, message: dict[str, Any]) -> None:
+        assert self.queue is not None
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (group, message))
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far has been handed to Redis (tests, shutdown)."""
+        assert self.queue is not None
+        asyncio.run_coroutine_threadsafe(self.queue.join(), self.loop).result(timeout)
+
+
+_sender: _Sender | None = None
+_sender_lock = threading.Lock()
+
+
+def _get_sender() -> _Sender:
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender.pid != os.getpid():
+            _sender = _Sender()
+        return _sender
+
+
+def send(group: str, message: dict[str, Any]) -> None:
+    _get_sender().put(group, message)
+
+
+def flush(timeout: float = 5.0) -> None:
+    if _sender is not None and _sender.pid == os.getpid():
+        _sender.flush(timeout)
+
+
+def publish_events(auction_id: int, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        send(auction_group(auction_id), {"type": "auction.event", "event": event})
+
+
+def publish_to_user(user_id: int, frame: dict[str, Any]) -> None:
+    send(user_group(user_id), {"type": "user.frame", "frame": frame})
+
+
+def publish_lobby(auction: dict[str, Any]) -> None:
+    send(LOBBY_GROUP, {"type": "lobby.auction", "auction": auction})

@@ -1,0 +1,39 @@
+"""Lifecycle tasks driven by celery-beat (django-celery-beat entries, see tasks/migrations)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from auctions import lifecycle
+
+
+@shared_task(name="tasks.lifecycle.tick", ignore_result=True)
+def tick() -> dict[str, int]:
+    return lifecycle.timers_tick()
+
+
+@shared_task(name="tasks.lifecycle.start", ignore_result=True)
+def start(auction_id: int) -> bool:
+    return lifecycle.start_due(auction_id=auction_id)
+
+
+@shared_task(name="tasks.lifecycle.end", bind=True, acks_late=True, max_retries=None)
+def end(self, auction_id: int, end_version: int) -> bool:
+    try:
+        return lifecycle.end_due(auction_id=auction_id, end_version=end_version)
+    except OperationalError as exc:
+        raise self.retry(exc=exc, countdown=0.2)
+
+
+@shared_task(name="tasks.lifecycle.sweep", ignore_result=True)
+def sweep() -> int:
+    return lifecycle.bids_sweep()
+
+
+@shared_task(name="tasks.lifecycle.reconcile", ignore_result=True)
+def reconcile() -> dict[str, int]:
+    return lifecycle.consumers_reconcile()
+
+
+

@@ -1,0 +1,92 @@
+"""The bid worker's part of P7: a consumer bootstep, active with `celery worker --bids`.
+
+Every second it heartbeats and makes the set of auction queues it consumes equal to its
+assignment (tasks.assignment). It applies the assignment at start too, so a restarted worker
+picks its auctions up again without anyone having to broadcast to it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from celery import bootsteps
+from celery.signals import worker_shutting_down
+
+from tasks.queues import auction_id_of, auction_queue
+
+log = logging.getLogger("gavel.bidworker")
+
+SYNC_INTERVAL_S = 1.0
+
+
+class BidQueues(bootsteps.StartStopStep):
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, bids: bool = False, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.enabled = bool(bids)
+        self.tref = None
+        self.name: str | None = None
+
+    def start(self, c) -> None:
+        self.name = c.hostname
+        _state["name"] = self.name
+        self.sync(c)
+        self.tref = c.timer.call_repeatedly(SYNC_INTERVAL_S, self.sync, (c,), priority=10)
+        log.info("bid worker %s consuming %d auction queues", self.name, len(self._current(c)))
+
+    def stop(self, c) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+    @staticmethod
+    def _current(c) -> set[int]:
+        ids = set()
+        for queue in c.task_consumer.queues:
+            auction_id = auction_id_of(queue.name)
+            if auction_id is not None:
+                ids.add(auction_id)
+        return ids
+
+    def sync(self, c) -> None:
+        from tasks import assignment
+
+        try:
+            assignment.heartbeat(self.name)
+            wanted = assignment.assigned_auctions(self.name)
+        except Exception:
+            log.warning("assignment sync failed; keeping current queues", exc_info=True)
+            return
+        current = self._current(c)
+        for auction_id in sorted(wanted - current):
+            c.add_task_queue(auction_queue(auction_id))
+        for auction_id in sorted(current - wanted):
+            c.cancel_task_queue(auction_queue(auction_id))
+        if wanted != current:
+            log.info("bid worker %s: +%d -%d queues (now %d)", self.name,
+                     len(wanted - current), len(current - wanted), len(wanted))
+
+
+_state: dict[str, str | None] = {"name": None}
+
+
+@worker_shutting_down.connect
+def _retire_on_shutdown(**_kwargs) -> None:
+    # Drop the heartbeat as soon as a warm shutdown begins, so the auctions move right away.
+    from tasks import assignment
+
+    if _state["name"]:
+        try:
+            assignment.retire(_state["name"])
+        except Exception:
+            log.warning("could not retire %s", _state["name"], exc_info=True)
+
+
+def install(app) -> None:
+    app.user_options["worker"].add(
+        click.Option(["--bids"], is_flag=True, default=False,
+                     help="Act as a Gavel bid worker: consume the auction queues assigned to this worker.")
+    )
+    app.steps["consumer"].add(BidQueues)
