@@ -29,6 +29,7 @@ EARLY_SLACK_S = 1.0
 
 def timers_tick(*, now: datetime | None = None) -> dict[str, int]:
     now = now or clock.now()
+    assignment.record_tick()
     horizon = now + timedelta(seconds=settings.TIMER_ARM_AHEAD_S)
     counts = {"started": 0, "armed_starts": 0, "armed_ends": 0, "ended": 0}
 

@@ -21,6 +21,19 @@ WORKERS_KEY = "gavel:bidworkers"
 ASSIGN_KEY = "gavel:assign"
 
 
+TICK_KEY = "gavel:last_tick"
+
+
+def record_tick(*, now: float | None = None) -> None:
+    """The lifecycle tick ran: /api/health reads this to tell whether beat is alive."""
+    client().set(TICK_KEY, now if now is not None else time.time(), ex=3600)
+
+
+def last_tick() -> float | None:
+    value = client().get(TICK_KEY)
+    return float(value) if value else None
+
+
 def _worker_key(name: str) -> str:
     return f"gavel:worker:{name}"
 
