@@ -182,14 +182,22 @@ def decide_bid(terms: Terms, state: State, bid: BidRequest, *, available: int) -
 
     leader_id, price = leader_and_price(terms, standings)
     assert leader_id is not None and price is not None
-    if state.current_price is not None:
+    if silent_raise:
+        # Rule 2: a leader's silent raise leaves the price alone unless the new max reaches
+        # the reserve (rule 3's reserve floor). The next open bid prices from the new max.
+        assert state.current_price is not None
+        price = state.current_price
+        if terms.reserve_price is not None and new_max >= terms.reserve_price:
+            price = max(price, terms.reserve_price)
+    elif state.current_price is not None:
         price = max(price, state.current_price)  # a price never goes down
 
     shown: list[Shown] = []
     if open_bid:
         shown.append(Shown(bid.bid_id, bid.user_id, bid.amount, proxy=False))
     last_shown = shown[-1].amount if shown else state.current_price
-    if price != last_shown:
+    answered = bool(shown) and shown[-1].user_id != leader_id  # e.g. a challenger tying the leader's max
+    if price != last_shown or answered:
         # The leader's proxy answers: their bid rises to the price needed to keep the lead.
         leader = standings[leader_id]
         shown.append(Shown(leader.max_bid_id, leader_id, price, proxy=True))

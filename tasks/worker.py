@@ -27,14 +27,14 @@ class BidQueues(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         self.enabled = bool(bids)
         self.tref = None
-        self.name: str | None = None
+        self.worker_name: str | None = None
 
     def start(self, c) -> None:
-        self.name = c.hostname
-        _state["name"] = self.name
+        self.worker_name = c.hostname
+        _state["name"] = self.worker_name
         self.sync(c)
         self.tref = c.timer.call_repeatedly(SYNC_INTERVAL_S, self.sync, (c,), priority=10)
-        log.info("bid worker %s consuming %d auction queues", self.name, len(self._current(c)))
+        log.info("bid worker %s consuming %d auction queues", self.worker_name, len(self._current(c)))
 
     def stop(self, c) -> None:
         if self.tref is not None:
@@ -54,8 +54,8 @@ class BidQueues(bootsteps.StartStopStep):
         from tasks import assignment
 
         try:
-            assignment.heartbeat(self.name)
-            wanted = assignment.assigned_auctions(self.name)
+            assignment.heartbeat(self.worker_name)
+            wanted = assignment.assigned_auctions(self.worker_name)
         except Exception:
             log.warning("assignment sync failed; keeping current queues", exc_info=True)
             return
@@ -65,7 +65,7 @@ class BidQueues(bootsteps.StartStopStep):
         for auction_id in sorted(current - wanted):
             c.cancel_task_queue(auction_queue(auction_id))
         if wanted != current:
-            log.info("bid worker %s: +%d -%d queues (now %d)", self.name,
+            log.info("bid worker %s: +%d -%d queues (now %d)", self.worker_name,
                      len(wanted - current), len(current - wanted), len(wanted))
 
 

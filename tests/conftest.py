@@ -50,3 +50,42 @@ def make_auction(db):
         )
 
     return make
+
+
+# --- real processes -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _procs_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("procs"))
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, django_db_blocker, _procs_dir):
+    """One bid worker, the default worker and beat for the whole session, on the test database.
+    Tests using it must also use `transactional_db` so the processes see their rows."""
+    from tests import procs
+
+    # Tests may replace an entry (a restarted worker); whatever is in the dict at the end is stopped.
+    running = {p.name: p for p in (procs.bid_worker("bids1"), procs.default_worker(), procs.beat(_procs_dir))}
+    try:
+        procs.wait_bid_worker_live("bids1")
+        yield running
+    finally:
+        for p in running.values():
+            p.stop()
+
+
+@pytest.fixture
+def stack(live_stack, transactional_db):
+    """The live stack for one test: beat entries present (flushing wiped them) and a bid worker
+    heartbeating again (the per-test Redis wipe removed it)."""
+    from tasks import assignment
+    from tasks.schedule import ensure_beat_schedule
+    from tests import procs
+
+    ensure_beat_schedule()
+    for name, proc in live_stack.items():
+        assert proc.alive(), f"{name} died:\n{proc.output()[-3000:]}"
+    procs.wait_for(lambda: assignment.live_workers(), what="a live bid worker")
+    return live_stack

@@ -177,8 +177,6 @@ def test_equal_maxima_the_earlier_bidder_keeps_the_lead():
     assert d.outbid == (B,)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a challenger tying the leader's max gets no proxy bid.accepted, "
-                   "because the proxy is only emitted when the price differs from the challenger's amount")
 def test_tied_challenger_is_answered_by_a_proxy_event_at_the_tie_price():
     d = last(terms(), (A, 20, 100), (B, 100))
     assert d.state.leader_id == A and d.state.current_price == 100
@@ -264,8 +262,6 @@ def test_silent_raise_reaching_reserve_inside_the_window_extends_the_end():
     assert d.extended_to == at(3620) == d.state.ends_at
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after a tie (price == leader max), the leader's silent raise "
-                   "moves the price to second max + increment and emits a proxy event (rule 2: price unchanged)")
 def test_silent_raise_after_a_tie_leaves_the_price_unchanged():
     before = last(terms(), (A, 20, 100), (B, 100)).state
     d = decide_bid(terms(), before, make_bid(A, 1, 200, pos=3, t=3590), available=RICH)
@@ -494,14 +490,15 @@ def test_leaderboard_skips_users_without_a_shown_bid():
 # --- property tests --------------------------------------------------------------------------------------------
 
 USERS = [1, 2, 3] * 3 + [SELLER]  # three bidders, and the seller now and then
-SOON = at(60)  # property auctions end soon, so the window, the end and the hard close all get exercised
+SOON = at(30)  # property auctions end soon, so the window, the end and the hard close all get exercised
 
 
 @st.composite
 def any_terms(draw) -> Terms:
     start = draw(st.integers(1, 40))
     reserve = draw(st.none() | st.integers(1, 150))
-    buy_now = draw(st.none() | st.integers(max(start, reserve or 0), 250))  # creation refuses buy-now < those
+    floor = max(start, reserve or 0)  # creation refuses a buy-now below the start or the reserve
+    buy_now = draw(st.none() | st.integers(floor, floor + 40))
     return Terms(
         starting_price=start,
         min_increment=draw(st.integers(1, 10)),
@@ -509,7 +506,7 @@ def any_terms(draw) -> Terms:
         buy_now_price=buy_now,
         extend_window_s=draw(st.sampled_from([0, 10, 30])),
         extend_by_s=draw(st.sampled_from([0, 15, 30])),
-        hard_close_at=draw(st.none() | st.integers(60, 150).map(at)),
+        hard_close_at=draw(st.none() | st.integers(30, 90).map(at)),
         seller_id=SELLER,
     )
 
@@ -518,10 +515,10 @@ def any_terms(draw) -> Terms:
 #                   available offset from the bid's max, seconds after the previous bid).
 steps = st.lists(
     st.tuples(st.sampled_from(USERS), st.integers(-15, 30), st.none() | st.integers(0, 80),
-              st.integers(-15, 40), st.integers(0, 15)),
+              st.integers(-15, 40), st.integers(0, 8)),
     max_size=14,
 )
-PROPS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def run_plan(tm: Terms, plan):
@@ -654,7 +651,6 @@ def test_replaying_the_same_bids_gives_the_same_decisions(tm, plan):
 TIE = [(A, 10, 80, 0, 0), (B, 75, None, 0, 1)]  # with terms(): A bids 20 max 100, then B bids 100 straight
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: see test_tied_challenger_is_answered_by_a_proxy_event_at_the_tie_price")
 @PROPS
 @given(any_terms(), steps)
 @example(terms(), TIE)
@@ -667,7 +663,6 @@ def test_the_leader_always_tops_the_leaderboard_at_the_current_price(tm, plan):
                 assert board[0].shown_amount == d.state.current_price
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: see test_silent_raise_after_a_tie_leaves_the_price_unchanged")
 @PROPS
 @given(any_terms(), steps)
 @example(terms(), TIE + [(A, -104, 199, 0, 1)])  # then A raises their max to 200 with a 1-coin bid

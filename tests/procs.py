@@ -1,0 +1,101 @@
+"""Real Celery processes for tests: bid workers, the default worker and beat, started as the
+launcher starts them, pointed at the test database. Tests that use them need committed data
+(`transactional_db`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] or "postgres"
+    if s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.05, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class Proc:
+    def __init__(self, name: str, args: list[str], env: dict[str, str]):
+        self.name = name
+        self.log = Path(tempfile.mkstemp(prefix=f"gavel-{name}-", suffix=".log")[1])
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-whatever, as in a crash or an OOM kill."""
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = test_database_url()
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def bid_worker(name: str) -> Proc:
+    return Proc(name, [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--bids", "--pool", "solo",
+                       "--hostname", f"{name}@test", "--queues", "bidworkers", "--loglevel", "INFO",
+                       "--without-gossip", "--without-mingle", "--without-heartbeat"], _env())
+
+
+def default_worker() -> Proc:
+    return Proc("default", [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "threads",
+                            "--concurrency", "4", "--hostname", "default@test", "--queues", "default",
+                            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                _env())
+
+
+def beat(schedule_dir: str) -> Proc:
+    return Proc("beat", [sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--scheduler",
+                         "django_celery_beat.schedulers:DatabaseScheduler", "--max-interval", "1",
+                         "--pidfile=", "--schedule", os.path.join(schedule_dir, "celerybeat-schedule"),
+                         "--loglevel", "INFO"], _env())
+
+
+def wait_bid_worker_live(name: str, timeout: float = 30.0) -> None:
+    from tasks import assignment
+
+    wait_for(lambda: f"{name}@test" in assignment.live_workers(), timeout=timeout, what=f"bid worker {name}")
