@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 OVERDUE = timedelta(seconds=3)
 # An ETA task may run a hair early (clock granularity); wait out up to this much.
 EARLY_SLACK_S = 1.0
+FIRE_BUCKET_S = 0.25
 
 
 def timers_tick(*, now: datetime | None = None) -> dict[str, int]:
@@ -32,6 +33,7 @@ def timers_tick(*, now: datetime | None = None) -> dict[str, int]:
     assignment.record_tick()
     horizon = now + timedelta(seconds=settings.TIMER_ARM_AHEAD_S)
     counts = {"started": 0, "armed_starts": 0, "armed_ends": 0, "ended": 0}
+    armed: list[tuple[str, int, int, datetime]] = []
 
     due = Auction.objects.filter(status=Auction.Status.SCHEDULED, starts_at__lte=now).values_list("pk", flat=True)
     for auction_id in list(due):
@@ -42,41 +44,58 @@ def timers_tick(*, now: datetime | None = None) -> dict[str, int]:
     ).values_list("pk", "starts_at")
     for auction_id, starts_at in list(soon):
         if Auction.objects.filter(pk=auction_id, armed_start=False).update(armed_start=True):
-            doorbell.send_start(auction_id, eta=starts_at)
+            armed.append(("start", auction_id, 0, starts_at))
             counts["armed_starts"] += 1
 
     ending = Auction.objects.filter(status=Auction.Status.LIVE, ends_at__lte=horizon).values_list(
         "pk", "ends_at", "end_version", "armed_end_version"
     )
-    for auction_id, ends_at, version, armed in list(ending):
+    for auction_id, ends_at, version, armed_version in list(ending):
         if ends_at <= now - OVERDUE:
             log.warning("auction %s end is %.1fs overdue; ending it from the tick",
                         auction_id, (now - ends_at).total_seconds())
             counts["ended"] += services.auction_end(auction_id=auction_id)
             continue
-        if armed >= version:
+        if armed_version >= version:
             continue
-        claimed = Auction.objects.filter(pk=auction_id, armed_end_version__lt=version).update(
-            armed_end_version=version
-        )
-        if claimed:
-            doorbell.send_end(auction_id, version, eta=ends_at if ends_at > now else None)
+        if Auction.objects.filter(pk=auction_id, armed_end_version__lt=version).update(armed_end_version=version):
             counts["armed_ends"] += 1
+            if ends_at <= now:
+                doorbell.send_end(auction_id, version)
+            else:
+                armed.append(("end", auction_id, version, ends_at))
+
+    # One ETA task per time bucket rather than one per auction: a Celery worker fires at most
+    # ten due timers per event-loop turn and then sleeps up to a second (kombu's Hub), which
+    # made the eleventh auction ending in the same second late.
+    buckets: dict[int, list[tuple[str, int, int, datetime]]] = {}
+    for item in armed:
+        buckets.setdefault(int(item[3].timestamp() / FIRE_BUCKET_S), []).append(item)
+    for items in buckets.values():
+        items.sort(key=lambda item: item[3])
+        doorbell.send_fire([(kind, aid, version, at.isoformat()) for kind, aid, version, at in items],
+                           eta=items[0][3])
     return counts
+
+
+def timers_fire(*, items: list[tuple[str, int, int, str]]) -> int:
+    """Fire armed timers at their times (the task arrives at the first one's ETA): starts run
+    here, ends ring the auction's own queue so that the end is decided after its bids."""
+    fired = 0
+    for kind, auction_id, version, at in sorted(items, key=lambda item: item[3]):
+        _wait_until(datetime.fromisoformat(at))
+        if kind == "start":
+            fired += services.auction_start(auction_id=auction_id)
+        else:
+            doorbell.send_end(auction_id, version)
+            fired += 1
+    return fired
 
 
 def _wait_until(when: datetime) -> None:
     delay = (when - clock.now()).total_seconds()
     if 0 < delay <= EARLY_SLACK_S:
         time.sleep(delay)
-
-
-def start_due(*, auction_id: int) -> bool:
-    starts_at = Auction.objects.filter(pk=auction_id).values_list("starts_at", flat=True).first()
-    if starts_at is None:
-        return False
-    _wait_until(starts_at)
-    return services.auction_start(auction_id=auction_id)
 
 
 def end_due(*, auction_id: int, end_version: int) -> bool:

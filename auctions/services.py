@@ -434,7 +434,8 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
 
     Bids are drained first without the Intake lock so that bidders are not blocked long; the
     final check takes Intake then Auction, so no bid can be received between it and the end."""
-    bids_decide_pending(auction_id=auction_id, now=now)
+    if Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED).exists():
+        bids_decide_pending(auction_id=auction_id, now=now)
     with transaction.atomic():
         if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
             return False

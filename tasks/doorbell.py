@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 DECIDE_TASK = "tasks.bids.decide"
 END_TASK = "tasks.lifecycle.end"
-START_TASK = "tasks.lifecycle.start"
+FIRE_TASK = "tasks.lifecycle.fire"
 
 
 def _app():
@@ -33,8 +33,9 @@ def send_end(auction_id: int, end_version: int, *, eta=None) -> None:
     _app().send_task(END_TASK, args=[auction_id, end_version], queue=auction_queue(auction_id), eta=eta)
 
 
-def send_start(auction_id: int, *, eta=None) -> None:
-    _app().send_task(START_TASK, args=[auction_id], queue=DEFAULT_QUEUE, eta=eta)
+def send_fire(items: list, *, eta=None) -> None:
+    """Timers due within a fraction of a second of each other, in one ETA message."""
+    _app().send_task(FIRE_TASK, args=[items], queue=DEFAULT_QUEUE, eta=eta)
 
 
 def auction_opened(auction_id: int) -> None:

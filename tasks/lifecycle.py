@@ -13,9 +13,9 @@ def tick() -> dict[str, int]:
     return lifecycle.timers_tick()
 
 
-@shared_task(name="tasks.lifecycle.start", ignore_result=True)
-def start(auction_id: int) -> bool:
-    return lifecycle.start_due(auction_id=auction_id)
+@shared_task(name="tasks.lifecycle.fire", ignore_result=True)
+def fire(items: list) -> int:
+    return lifecycle.timers_fire(items=[tuple(item) for item in items])
 
 
 @shared_task(name="tasks.lifecycle.end", bind=True, acks_late=True, max_retries=None)
