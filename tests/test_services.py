@@ -1,0 +1,207 @@
+"""Auction services against the database, without Celery: the fence (P5), cancel, settlement,
+buy-now, reserve, anti-sniping and idempotency, called the way tasks and views call them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from auctions import services
+from auctions.models import Auction, AuctionEvent, Bid
+from core import ledger
+from core.errors import Conflict, Forbidden, InvalidInput
+from core.models import Account, Hold, Transfer
+from tests import invariants
+
+
+def _types(auction) -> list[str]:
+    return list(AuctionEvent.objects.filter(auction=auction).order_by("seq").values_list("type", flat=True))
+
+
+def test_a_bid_received_before_the_end_is_decided_before_the_auction_ends(make_user, make_auction):
+    alice = make_user("alice")
+    auction = make_auction(lasts=60, extend_window_s=0)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=25, now=auction.ends_at - timedelta(milliseconds=1))
+    assert services.auction_end(auction_id=auction.pk, now=auction.ends_at + timedelta(milliseconds=200))
+    auction.refresh_from_db()
+    assert auction.status == "ended" and auction.winner == alice and auction.final_price == 25
+    assert _types(auction) == ["auction.started", "bid.accepted", "auction.ended"]
+    invariants.assert_coins_conserved()
+
+
+def test_a_bid_received_at_the_end_is_refused_and_nothing_is_stored(make_user, make_auction):
+    alice = make_user("alice")
+    auction = make_auction(lasts=60)
+    with pytest.raises(Conflict) as refused:
+        services.bid_submit(auction_id=auction.pk, user=alice, amount=25, now=auction.ends_at)
+    assert refused.value.code == "auction_ended" and refused.value.status == 409
+    assert not Bid.objects.filter(auction=auction).exists()
+    assert auction.intake.last_position == 0
+
+
+def test_an_end_that_comes_before_ends_at_does_nothing(make_user, make_auction):
+    auction = make_auction(lasts=60)
+    assert not services.auction_end(auction_id=auction.pk, now=auction.ends_at - timedelta(milliseconds=1))
+    assert Auction.objects.get(pk=auction.pk).status == "live"
+
+
+def test_an_end_called_twice_ends_and_pays_once(make_user, make_auction):
+    alice, seller = make_user("alice"), make_user("seller")
+    auction = make_auction(seller="seller", extend_window_s=0)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=40)
+    services.bids_decide_pending(auction_id=auction.pk)
+    later = auction.ends_at + timedelta(seconds=1)
+    assert services.auction_end(auction_id=auction.pk, now=later)
+    assert not services.auction_end(auction_id=auction.pk, now=later)
+    assert Transfer.objects.filter(auction_id=auction.pk, kind="settlement").count() == 1
+    assert _types(auction).count("auction.ended") == 1
+    alice.account.refresh_from_db()
+    seller.account.refresh_from_db()
+    assert (alice.account.balance, alice.account.held, seller.account.balance) == (960, 0, 1040)
+
+
+def test_without_a_seller_the_house_is_paid(make_user, make_auction):
+    alice = make_user("alice")
+    auction = make_auction(extend_window_s=0)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=40)
+    services.auction_end(auction_id=auction.pk, now=auction.ends_at + timedelta(seconds=1))
+    assert ledger.system_account(Account.Kind.HOUSE).balance == 40
+
+
+def test_deciding_again_decides_nothing_twice(make_user, make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction(min_increment=5)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=20, max_amount=100)
+    services.bid_submit(auction_id=auction.pk, user=bob, amount=50)
+    assert services.bids_decide_pending(auction_id=auction.pk) == 2
+    assert services.bids_decide_pending(auction_id=auction.pk) == 0
+    auction.refresh_from_db()
+    assert (auction.current_price, auction.leader, auction.bid_count, auction.seq) == (55, alice, 3, 4)
+    invariants.assert_decided_once(auction)
+    invariants.assert_holds_match_leader(auction)
+
+
+def test_a_bid_pending_when_the_auction_is_cancelled_is_rejected_not_live(make_user, make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction()
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=30)
+    services.bids_decide_pending(auction_id=auction.pk)
+    pending = services.bid_submit(auction_id=auction.pk, user=bob, amount=50).bid
+    cancelled = services.auction_cancel(auction_id=auction.pk)
+    assert cancelled.status == "cancelled"
+    pending.refresh_from_db()
+    assert (pending.status, pending.reason) == ("rejected", "auction_not_live")
+    assert not Hold.objects.filter(auction_id=auction.pk, active=True).exists()
+    assert not Transfer.objects.filter(auction_id=auction.pk).exists()
+    assert _types(auction)[-1] == "auction.cancelled"
+    with pytest.raises(Conflict):
+        services.auction_cancel(auction_id=auction.pk)
+    invariants.assert_coins_conserved()
+
+
+def test_buy_now_ends_at_once_and_the_winner_pays_the_buy_now_price(make_user, make_auction):
+    alice, bob, seller = make_user("alice"), make_user("bob"), make_user("seller")
+    auction = make_auction(seller="seller", starting_price=10, buy_now_price=300)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=350)
+    late = services.bid_submit(auction_id=auction.pk, user=bob, amount=400).bid
+    services.bids_decide_pending(auction_id=auction.pk)
+    auction.refresh_from_db()
+    assert (auction.status, auction.winner, auction.final_price) == ("ended", alice, 300)
+    late.refresh_from_db()
+    assert (late.status, late.reason) == ("rejected", "auction_ended")
+    assert _types(auction) == ["auction.started", "bid.accepted", "auction.ended"]
+    alice.account.refresh_from_db()
+    assert (alice.account.balance, alice.account.held) == (700, 0)
+    invariants.assert_coins_conserved()
+
+
+def test_a_reserve_not_met_ends_without_a_winner_and_moves_no_coins(make_user, make_auction):
+    alice = make_user("alice")
+    auction = make_auction(reserve_price=500, extend_window_s=0)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=100)
+    services.auction_end(auction_id=auction.pk, now=auction.ends_at + timedelta(seconds=1))
+    auction.refresh_from_db()
+    assert (auction.winner, auction.final_price) == (None, None)
+    ended = AuctionEvent.objects.get(auction=auction, type="auction.ended")
+    assert ended.data == {"winner": None, "final_price": None, "reserve_met": False}
+    assert not Transfer.objects.filter(auction_id=auction.pk).exists()
+    alice.account.refresh_from_db()
+    assert (alice.account.balance, alice.account.held) == (1000, 0)
+
+
+def test_a_bid_in_the_window_extends_the_end_up_to_the_hard_close(make_user, make_auction, settings):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction(lasts=60, extend_window_s=30, extend_by_s=40)
+    received = auction.ends_at - timedelta(seconds=10)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=20, now=received)
+    services.bids_decide_pending(auction_id=auction.pk)
+    auction.refresh_from_db()
+    assert auction.ends_at == received + timedelta(seconds=40)
+    assert auction.end_version == 1
+    assert _types(auction)[-1] == "auction.extended"
+    # An end timer armed for the old end finds the auction still running.
+    assert not services.auction_end(auction_id=auction.pk, now=received + timedelta(seconds=11))
+    # Repeated sniping can push the end no further than the hard close.
+    for k in range(30):
+        at = auction.ends_at - timedelta(seconds=1)
+        services.bid_submit(auction_id=auction.pk, user=(bob, alice)[k % 2], amount=30 + k, now=at)
+        services.bids_decide_pending(auction_id=auction.pk)
+        auction.refresh_from_db()
+    assert auction.ends_at == auction.hard_close_at
+    assert auction.hard_close_at - (received + timedelta(seconds=10)) == timedelta(seconds=settings.MAX_EXTENSION)
+
+
+def test_a_repeated_client_bid_id_creates_nothing_and_returns_the_original(make_user, make_auction):
+    alice = make_user("alice")
+    auction = make_auction()
+    first = services.bid_submit(auction_id=auction.pk, user=alice, amount=20, client_bid_id="k-1")
+    again = services.bid_submit(auction_id=auction.pk, user=alice, amount=99, client_bid_id="k-1")
+    assert first.created and not again.created
+    assert again.bid.pk == first.bid.pk and again.bid.amount == 20
+    assert Bid.objects.filter(auction=auction).count() == 1
+
+
+def test_a_seller_cannot_bid_on_their_own_auction(make_user, make_auction):
+    make_user("seller")
+    auction = make_auction(seller="seller")
+    from core.models import User
+
+    with pytest.raises(Forbidden) as refused:
+        services.bid_submit(auction_id=auction.pk, user=User.objects.get(username="seller"), amount=20)
+    assert refused.value.code == "seller_cannot_bid"
+
+
+@pytest.mark.parametrize("amount, max_amount", [(0, None), (-5, None), (1.5, None), (True, None), ("10", None),
+                                                 (10**12 + 1, None), (20, 19)])
+def test_invalid_amounts_are_refused_with_invalid_amount(make_user, make_auction, amount, max_amount):
+    alice = make_user("alice")
+    auction = make_auction()
+    with pytest.raises(InvalidInput) as refused:
+        services.bid_submit(auction_id=auction.pk, user=alice, amount=amount, max_amount=max_amount)
+    assert refused.value.code == "invalid_amount"
+    assert not Bid.objects.exists()
+
+
+def test_a_past_start_starts_the_auction_at_once(make_auction):
+    auction = make_auction(starts_in=-30, lasts=60)
+    assert auction.status == "live"
+    assert _types(auction) == ["auction.started"]
+
+
+def test_nonsense_auctions_are_refused(make_user):
+    from core import clock
+
+    now = clock.now()
+    for fields in (
+        {"ends_at": now - timedelta(seconds=1)},
+        {"starting_price": 0},
+        {"buy_now_price": 5},
+        {"reserve_price": 500, "buy_now_price": 400},
+        {"seller": "nobody"},
+    ):
+        args = {"title": "x", "starts_at": now - timedelta(seconds=5), "ends_at": now + timedelta(minutes=1),
+                "starting_price": 10, **fields}
+        with pytest.raises(InvalidInput):
+            services.auction_create(**args)
+    assert not Auction.objects.exists()
