@@ -1,0 +1,87 @@
+"""Events leave through realtime.publish, after commit, to the Channels groups on real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from auctions import services
+from realtime.publish import LOBBY_GROUP, auction_group, user_group
+
+
+def _listen(groups: list[str], action, count: int) -> list[dict]:
+    async def scenario() -> list[dict]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        for group in groups:
+            await layer.group_add(group, channel)
+        await sync_to_async(action, thread_sensitive=False)()
+        received = []
+        try:
+            while len(received) < count:
+                received.append(await asyncio.wait_for(layer.receive(channel), 5))
+        finally:
+            for group in groups:
+                await layer.group_discard(group, channel)
+        return received
+
+    return asyncio.run(scenario())
+
+
+def test_decisions_reach_the_auction_group_in_seq_order_after_commit(transactional_db, make_user, make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction(min_increment=5)
+
+    def bid_and_decide() -> None:
+        services.bid_submit(auction_id=auction.pk, user=alice, amount=20, max_amount=100)
+        services.bid_submit(auction_id=auction.pk, user=bob, amount=50)
+        services.bids_decide_pending(auction_id=auction.pk)
+
+    messages = _listen([auction_group(auction.pk)], bid_and_decide, count=3)
+    assert [m["type"] for m in messages] == ["auction.event"] * 3
+    events = [m["event"] for m in messages]
+    assert [e["seq"] for e in events] == [2, 3, 4]
+    assert [(e["data"]["bidder"], e["data"]["amount"], e["data"]["proxy"]) for e in events] == [
+        ("alice", 20, False), ("bob", 50, False), ("alice", 55, True)]
+
+
+def test_the_outbid_user_and_the_bidder_hear_about_it(transactional_db, make_user, make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction(min_increment=5)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
+    services.bids_decide_pending(auction_id=auction.pk)
+
+    def outbid() -> None:
+        services.bid_submit(auction_id=auction.pk, user=bob, amount=60)
+        services.bids_decide_pending(auction_id=auction.pk)
+
+    frames = [m["frame"] for m in _listen([user_group(alice.pk), user_group(bob.pk)], outbid, count=2)]
+    by_type = {f["type"]: f for f in frames}
+    assert by_type["outbid"] == {"type": "outbid", "auction_id": auction.pk, "current_price": 60}
+    assert by_type["bid.result"]["bid"]["status"] == "accepted"
+
+
+def test_the_lobby_hears_about_a_new_auction(transactional_db, make_auction):
+    created = []
+    messages = _listen([LOBBY_GROUP], lambda: created.append(make_auction(title="Clock")), count=1)
+    assert messages[0]["type"] == "lobby.auction"
+    assert messages[0]["auction"]["title"] == "Clock" and messages[0]["auction"]["status"] == "live"
+
+
+def test_nothing_is_published_for_work_that_rolls_back(transactional_db, make_user, make_auction):
+    from django.db import transaction
+
+    alice = make_user("alice")
+    auction = make_auction()
+
+    def rolled_back_then_real() -> None:
+        with transaction.atomic():
+            services.auction_cancel(auction_id=auction.pk)
+            transaction.set_rollback(True)
+        services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
+        services.bids_decide_pending(auction_id=auction.pk)
+
+    messages = _listen([auction_group(auction.pk)], rolled_back_then_real, count=1)
+    assert messages[0]["event"]["type"] == "bid.accepted"  # no auction.cancelled went out
