@@ -16,7 +16,7 @@ from django.conf import settings
 
 from auctions import services
 from auctions.models import Auction, Bid
-from core import clock
+from core import clock, metrics
 from tasks import assignment, doorbell
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,9 @@ def timers_fire(*, items: list[tuple[str, int, int, str]]) -> int:
     for kind, auction_id, version, at in sorted(items, key=lambda item: item[3]):
         _wait_until(datetime.fromisoformat(at))
         if kind == "start":
-            fired += services.auction_start(auction_id=auction_id)
+            if services.auction_start(auction_id=auction_id):
+                metrics.timer_lateness_observe((clock.now() - datetime.fromisoformat(at)).total_seconds())
+                fired += 1
         else:
             doorbell.send_end(auction_id, version)
             fired += 1
@@ -109,6 +111,7 @@ def end_due(*, auction_id: int, end_version: int) -> bool:
     ended = services.auction_end(auction_id=auction_id)
     if ended:
         late = (clock.now() - ends_at).total_seconds()
+        metrics.timer_lateness_observe(late)
         log.info("auction %s ended %.3fs after its end", auction_id, late)
     return ended
 
