@@ -64,7 +64,7 @@ def test_a_scheduled_auction_starts_on_time(stack, make_auction):
 
 def test_anti_sniping_moves_the_end_timer(stack, make_user, make_auction):
     alice, bob = make_user("alice"), make_user("bob")
-    auction = make_auction(starting_price=10, lasts=4, extend_window_s=10, extend_by_s=6)
+    auction = make_auction(starting_price=10, lasts=5, extend_window_s=3, extend_by_s=6)  # ends 4 s from now
     planned_end = auction.ends_at
     services.bid_submit(auction_id=auction.pk, user=alice, amount=10)
     time.sleep(1.5)
