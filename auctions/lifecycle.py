@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-
 from auctions import services
 from auctions.models import Auction, Bid
 from core import clock, metrics

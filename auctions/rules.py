@@ -7,9 +7,9 @@ call these functions directly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Mapping
 
 LIVE = "live"
 SCHEDULED = "scheduled"

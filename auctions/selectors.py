@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -140,7 +141,9 @@ def leaderboard(*, auction: Auction) -> list[dict[str, Any]]:
         for p in rows
     }
     names = {p.user_id: p.user.username for p in rows}
-    state = rules.State(status=auction.status, ends_at=auction.ends_at, leader_id=auction.leader_id, standings=standings)
+    state = rules.State(
+        status=auction.status, ends_at=auction.ends_at, leader_id=auction.leader_id, standings=standings
+    )
     return [
         {"rank": rank, "username": names[s.user_id], "amount": s.shown_amount}
         for rank, s in enumerate(rules.leaderboard(state), start=1)

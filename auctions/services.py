@@ -103,7 +103,9 @@ def auction_create(
     now = now or clock.now()
     title = (title or "").strip()
     if not title or len(title) > 200:
-        raise InvalidInput("title is required (at most 200 characters)", code="invalid_field", details={"field": "title"})
+        raise InvalidInput(
+            "title is required (at most 200 characters)", code="invalid_field", details={"field": "title"}
+        )
     _positive("starting_price", starting_price)
     _positive("min_increment", min_increment)
     _positive("reserve_price", reserve_price, optional=True)

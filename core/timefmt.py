@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -22,4 +22,4 @@ def parse_aware(text: str) -> datetime:
     value = datetime.fromisoformat(raw)
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("a time must carry a UTC offset, e.g. 2026-01-01T12:00:00Z")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)

@@ -11,7 +11,7 @@ database (Intake positions, the Auction row lock), so two consumers for a moment
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from django.conf import settings
 
@@ -65,7 +65,7 @@ def _load(workers: Iterable[str]) -> dict[str, int]:
     names = list(workers)
     for name in names:
         pipe.scard(_worker_key(name))
-    return dict(zip(names, pipe.execute()))
+    return dict(zip(names, pipe.execute(), strict=True))
 
 
 def _move(auction_id: int, to: str | None, previous: str | None) -> None:

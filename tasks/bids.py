@@ -14,4 +14,4 @@ def decide(self, auction_id: int) -> int:
         return services.bids_decide_pending(auction_id=auction_id)
     except OperationalError as exc:
         # Lock timeouts and deadlocks roll the whole batch back; deciding again is safe.
-        raise self.retry(exc=exc, countdown=0.2)
+        raise self.retry(exc=exc, countdown=0.2) from exc

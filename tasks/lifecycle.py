@@ -23,7 +23,7 @@ def end(self, auction_id: int, end_version: int) -> bool:
     try:
         return lifecycle.end_due(auction_id=auction_id, end_version=end_version)
     except OperationalError as exc:
-        raise self.retry(exc=exc, countdown=0.2)
+        raise self.retry(exc=exc, countdown=0.2) from exc
 
 
 @shared_task(name="tasks.lifecycle.sweep", ignore_result=True)

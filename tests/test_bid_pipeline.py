@@ -111,7 +111,7 @@ def test_two_consumers_of_one_auction_queue_cannot_break_order(stack, make_user,
 
         for name in ("bids1@test", "bids2@test"):
             client().sadd(f"gavel:worker:{name}", auction.pk)
-        procs.wait_for(lambda: "auction.%d" % auction.pk in second.output(), what="bids2 consuming")
+        procs.wait_for(lambda: f"auction.{auction.pk}" in second.output(), what="bids2 consuming")
         _submit_concurrently(auction, users, per_user=20, seed=11)
         for _ in range(40):
             doorbell.ring(auction.pk)
@@ -135,7 +135,7 @@ def test_bid_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(st
         # Give the auction to the victim alone, then bid while it works.
         assignment._move(auction.pk, "victim@test", assignment.owner(auction.pk))
         client().srem("gavel:worker:bids1@test", auction.pk)
-        procs.wait_for(lambda: "auction.%d" % auction.pk in victim.output(), what="victim consuming")
+        procs.wait_for(lambda: f"auction.{auction.pk}" in victim.output(), what="victim consuming")
 
         def kill_when_busy() -> None:
             procs.wait_for(lambda: Bid.objects.filter(auction=auction).exclude(status="queued").count() >= 10,

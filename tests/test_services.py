@@ -101,7 +101,8 @@ def test_a_bid_pending_when_the_auction_is_cancelled_is_rejected_not_live(make_u
 
 
 def test_buy_now_ends_at_once_and_the_winner_pays_the_buy_now_price(make_user, make_auction):
-    alice, bob, seller = make_user("alice"), make_user("bob"), make_user("seller")
+    alice, bob = make_user("alice"), make_user("bob")
+    make_user("seller")
     auction = make_auction(seller="seller", starting_price=10, buy_now_price=300)
     services.bid_submit(auction_id=auction.pk, user=alice, amount=350)
     late = services.bid_submit(auction_id=auction.pk, user=bob, amount=400).bid

@@ -6,7 +6,7 @@ Pure functions only: run with `-p no:django`.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -38,7 +38,7 @@ from auctions.rules import (
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 
-T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 END = T0 + timedelta(hours=1)
 SELLER = 99
 RICH = 10**9
