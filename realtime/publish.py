@@ -17,6 +17,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from realtime import frames
+
 log = logging.getLogger(__name__)
 
 LOBBY_GROUP = "lobby"
@@ -94,13 +96,16 @@ def flush(timeout: float = 5.0) -> None:
 
 
 def publish_events(auction_id: int, events: list[dict[str, Any]]) -> None:
+    # The socket frame is encoded here, once, not once per watching socket.
     for event in events:
-        send(auction_group(auction_id), {"type": "auction.event", "event": event})
+        text = frames.encode({"type": "event", "event": event})
+        send(auction_group(auction_id), {"type": "auction.event", "seq": event["seq"], "event": event, "text": text})
 
 
 def publish_to_user(user_id: int, frame: dict[str, Any]) -> None:
-    send(user_group(user_id), {"type": "user.frame", "frame": frame})
+    send(user_group(user_id), {"type": "user.frame", "frame": frame, "text": frames.encode(frame)})
 
 
 def publish_lobby(auction: dict[str, Any]) -> None:
-    send(LOBBY_GROUP, {"type": "lobby.auction", "auction": auction})
+    text = frames.encode({"type": "auction", "auction": auction})
+    send(LOBBY_GROUP, {"type": "lobby.auction", "auction": auction, "text": text})

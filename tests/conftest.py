@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import time
+
 import pytest
+from django.db import OperationalError
+from django.test import TransactionTestCase
 
 from core import clock
 from core.models import User
+
+_flush = TransactionTestCase._fixture_teardown
+
+
+def _flush_retrying_deadlocks(self):
+    """Live tests flush the database while real workers and beat keep running; on PostgreSQL the
+    flush's TRUNCATE can deadlock with a worker's transaction, and PostgreSQL aborts one of them.
+    The worker retries its task; the flush retries here."""
+    for attempt in range(5):
+        try:
+            return _flush(self)
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +94,14 @@ def live_stack(django_db_setup, django_db_blocker, _procs_dir):
     Tests using it must also use `transactional_db` so the processes see their rows."""
     from tests import procs
 
+    # Queues left by an earlier run on a shared Redis would carry messages for auction ids this
+    # run reuses; they would be harmless (every task re-checks the database) but noisy.
+    from tasks.redis_client import client
+
+    stale = [k for pattern in ("auction.*", "default", "bidworkers", "unacked*", "_kombu.*")
+             for k in client().scan_iter(match=pattern, count=1000)]
+    if stale:
+        client().delete(*stale)
     # Tests may replace an entry (a restarted worker); whatever is in the dict at the end is stopped.
     running = {p.name: p for p in (procs.bid_worker("bids1"), procs.default_worker(), procs.beat(_procs_dir))}
     try:

