@@ -7,13 +7,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test clean
+.PHONY: run test lint clean
 
 run: $(VENV)/.installed
 	$(PY) deploy/launch.py run
 
 test: $(VENV)/.installed
 	$(PY) deploy/launch.py exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 # The stamp is newer than requirements.txt once they are installed; editing it reinstalls.
 $(VENV)/.installed: requirements.txt

