@@ -1,0 +1,282 @@
+"""WebSocket consumers: auth, group membership and frame translation, nothing else.
+
+Ordering: a consumer handles one message at a time, so a `bid.result` published while the
+consumer is still answering `bid.queued` waits behind it, and events buffered while the snapshot
+is read come after it. Every event frame carries `seq`; a consumer that sees a gap (a message the
+channel layer dropped) refills it from the persisted log before going on, so its socket always
+gets N+1, N+2... exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from auctions import selectors, services
+from core import clock, ratelimit
+from core.errors import ServiceError
+from core.metrics import SOCKETS_KEY
+from core.timefmt import iso
+from realtime import frames, snapshots
+from realtime.publish import LOBBY_GROUP, auction_group, user_group
+
+log = logging.getLogger(__name__)
+
+# Per-socket flood control: a token bucket over all client frames.
+FRAMES_PER_SECOND = 20.0
+FRAME_BURST = 40
+# This many `rate_limited` errors within the window close the socket (1008, policy violation).
+ABUSE_LIMIT = 20
+ABUSE_WINDOW_S = 10.0
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+CLOSE_NOT_FOUND = 4404
+
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _count_socket(delta: int) -> None:
+    from tasks.redis_client import client
+
+    try:
+        client().hincrby(SOCKETS_KEY, _PROCESS, delta)
+    except Exception:  # metrics must never break a socket
+        log.debug("socket count update failed", exc_info=True)
+
+
+class _Base(AsyncWebsocketConsumer):
+    """Shared by the room and the lobby: handshake auth, flood control, ping, user frames."""
+
+    groups_joined: list[str]
+
+    async def _refuse_bad_token(self) -> bool:
+        if self.scope.get("auth_error"):
+            await self.close()  # before accept: the handshake is refused with HTTP 403
+            return True
+        return False
+
+    @property
+    def user(self):
+        user = self.scope.get("user")
+        return user if user is not None and user.is_authenticated else None
+
+    async def _join(self, *groups: str) -> None:
+        self.groups_joined = list(groups)
+        if self.user is not None:
+            self.groups_joined.append(user_group(self.user.pk))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.tokens = float(FRAME_BURST)
+        self.tokens_at = time.monotonic()
+        self.abuse: deque[float] = deque()
+        await database_sync_to_async(_count_socket)(1)
+        self.counted = True
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "counted", False):
+            self.counted = False
+            await database_sync_to_async(_count_socket)(-1)
+
+    async def _error(self, code: str, message: str, *, client_bid_id: str | None = None) -> None:
+        await self.send(text_data=frames.error(code, message, client_bid_id=client_bid_id))
+
+    async def _rate_limited(self, message: str, *, client_bid_id: str | None = None) -> None:
+        now = time.monotonic()
+        self.abuse.append(now)
+        while self.abuse and now - self.abuse[0] > ABUSE_WINDOW_S:
+            self.abuse.popleft()
+        await self._error("rate_limited", message, client_bid_id=client_bid_id)
+        if len(self.abuse) >= ABUSE_LIMIT:
+            await self.close(code=CLOSE_POLICY)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(float(FRAME_BURST), self.tokens + (now - self.tokens_at) * FRAMES_PER_SECOND)
+        self.tokens_at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def close(self, code=None, reason=None) -> None:
+        self.closing = True
+        await super().close(code=code, reason=reason)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if getattr(self, "closing", False):
+            return  # frames already in flight when we closed
+        raw = text_data if text_data is not None else (bytes_data or b"")
+        size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+        if size > frames.MAX_CLIENT_FRAME:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self._take_token():
+            await self._rate_limited("too many messages; slow down")
+            return
+        try:
+            frame = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            await self._error("invalid_json", "frames must be JSON text")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self._error("invalid_field", "a frame is a JSON object with a string `type`")
+            return
+        handler = self.handlers().get(frame["type"])
+        if handler is None:
+            await self._error("unknown_type", f"unknown frame type {frame['type']!r}")
+            return
+        await handler(frame)
+
+    def handlers(self) -> dict[str, Any]:
+        return {"ping": self.on_ping}
+
+    async def on_ping(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=frames.encode({"type": "pong", "server_time": iso(clock.now())}))
+
+    # --- channel layer messages ---
+
+    async def user_frame(self, message: dict[str, Any]) -> None:
+        frame = message["frame"]
+        if frame.get("type") == "bid.result" and not self.wants_bid_results(frame):
+            return
+        await self.send(text_data=message.get("text") or frames.encode(frame))
+
+    def wants_bid_results(self, frame: dict[str, Any]) -> bool:
+        return False
+
+    async def auction_event(self, message: dict[str, Any]) -> None:
+        pass
+
+    async def lobby_auction(self, message: dict[str, Any]) -> None:
+        pass
+
+
+class AuctionConsumer(_Base):
+    """`/ws/auctions/{id}/`: snapshot, then the auction's events in seq order; bids; resume."""
+
+    async def connect(self) -> None:
+        if await self._refuse_bad_token():
+            return
+        self.auction_id = int(self.scope["url_route"]["kwargs"]["auction_id"])
+        self.last_seq: int | None = None
+        if not await database_sync_to_async(snapshots.auction_exists)(self.auction_id):
+            await self.accept()
+            await self._error("not_found", "no such auction")
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # Subscribe before reading the snapshot: whatever commits after the read is already
+        # queued for us, and whatever committed before it is in the snapshot.
+        await self._join(auction_group(self.auction_id))
+        await self.accept()
+        await self._send_snapshot()
+
+    async def _send_snapshot(self) -> None:
+        snap = await database_sync_to_async(snapshots.auction_snapshot)(auction_id=self.auction_id, viewer=self.user)
+        if snap is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.last_seq = snap["seq"]
+        await self.send(text_data=frames.encode(snap))
+
+    async def auction_event(self, message: dict[str, Any]) -> None:
+        seq = message["seq"]
+        if self.last_seq is None or seq <= self.last_seq:
+            return  # already in the snapshot or already sent
+        if seq > self.last_seq + 1:
+            await self._backfill()
+            if seq <= self.last_seq:
+                return
+        await self.send(text_data=message["text"])
+        self.last_seq = seq
+
+    async def _backfill(self) -> None:
+        """The channel layer dropped something: send the missing events from the log."""
+        assert self.last_seq is not None
+        events = await database_sync_to_async(snapshots.events_since)(auction_id=self.auction_id, after=self.last_seq)
+        if events is None:
+            await self._send_snapshot()
+            return
+        for event in events:
+            await self.send(text_data=frames.encode({"type": "event", "event": event}))
+            self.last_seq = event["seq"]
+
+    def handlers(self) -> dict[str, Any]:
+        return {"ping": self.on_ping, "resume": self.on_resume, "bid": self.on_bid}
+
+    def wants_bid_results(self, frame: dict[str, Any]) -> bool:
+        return frame.get("bid", {}).get("auction_id") == self.auction_id
+
+    async def on_resume(self, frame: dict[str, Any]) -> None:
+        after = frame.get("after_seq")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            await self._error("invalid_field", "after_seq must be a whole number >= 0")
+            return
+        events = await database_sync_to_async(snapshots.events_since)(auction_id=self.auction_id, after=after)
+        if events is None:
+            await self._send_snapshot()
+            return
+        for event in events:
+            await self.send(text_data=frames.encode({"type": "event", "event": event}))
+        if events:
+            self.last_seq = max(self.last_seq or 0, events[-1]["seq"])
+
+    async def on_bid(self, frame: dict[str, Any]) -> None:
+        client_bid_id = frame.get("client_bid_id")
+        echo = client_bid_id if isinstance(client_bid_id, str) else None
+        if self.user is None:
+            await self._error("not_authenticated", "log in to bid", client_bid_id=echo)
+            return
+        if client_bid_id is not None and not isinstance(client_bid_id, str):
+            await self._error("invalid_field", "client_bid_id must be a string")
+            return
+        try:
+            result = await database_sync_to_async(_submit)(
+                auction_id=self.auction_id, user=self.user, amount=frame.get("amount"),
+                max_amount=frame.get("max_amount"), client_bid_id=client_bid_id,
+            )
+        except ServiceError as exc:
+            if exc.code == "rate_limited":
+                await self._rate_limited(exc.message, client_bid_id=echo)
+            else:
+                await self._error(exc.code, exc.message, client_bid_id=echo)
+            return
+        bid, decided = result
+        await self.send(text_data=frames.encode({"type": "bid.queued", "bid": bid}))
+        if decided:
+            # A repeated client_bid_id whose bid was decided already: its result will not be
+            # published again, so answer it here.
+            await self.send(text_data=frames.encode({"type": "bid.result", "bid": bid}))
+
+
+def _submit(*, auction_id: int, user, amount, max_amount, client_bid_id) -> tuple[dict[str, Any], bool]:
+    submitted = services.bid_submit(
+        auction_id=auction_id, user=user, amount=amount, max_amount=max_amount, client_bid_id=client_bid_id,
+        channel="ws", rate_check=lambda: ratelimit.bid_rate_check(user.pk),
+    )
+    bid = selectors.bid_data(submitted.bid, viewer=user)
+    return bid, (not submitted.created and bid["status"] != "queued")
+
+
+class LobbyConsumer(_Base):
+    """`/ws/lobby/`: live and scheduled auctions, then every change to any auction."""
+
+    async def connect(self) -> None:
+        if await self._refuse_bad_token():
+            return
+        await self._join(LOBBY_GROUP)
+        await self.accept()
+        snap = await database_sync_to_async(snapshots.lobby_snapshot)()
+        await self.send(text_data=frames.encode(snap))
+
+    async def lobby_auction(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=message["text"])

@@ -1,0 +1,253 @@
+"""The WebSocket protocol (CONTRACT.md, WebSocket) through the real ASGI app, Channels and
+channels-redis on real Redis; bids are decided by calling the decider the workers call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing.websocket import WebsocketCommunicator
+
+from auctions import services
+from core import tokens
+from core.asgi import application
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def connect(path: str, *, token: str | None = None, origin: str | None = None) -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode())] if origin else []
+    url = path + (f"?token={token}" if token else "")
+    comm = WebsocketCommunicator(application, url, headers=headers)
+    connected, _ = await comm.connect(timeout=5)
+    assert connected, f"{path} refused"
+    return comm
+
+
+async def receive(comm: WebsocketCommunicator, timeout: float = 5) -> dict[str, Any]:
+    return json.loads(await comm.receive_from(timeout=timeout))
+
+
+async def receive_until(comm, type_: str, timeout: float = 5) -> dict[str, Any]:
+    while True:
+        frame = await receive(comm, timeout)
+        if frame["type"] == type_:
+            return frame
+
+
+def token_for(user) -> str:
+    return tokens.access_token_issue(user=user)["access"]
+
+
+decide = sync_to_async(lambda auction_id: services.bids_decide_pending(auction_id=auction_id), thread_sensitive=False)
+
+
+def test_a_watcher_gets_a_snapshot_then_events_in_seq_order(make_user, make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction(min_increment=5)
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/")
+        snap = await receive(comm)
+        assert snap["type"] == "snapshot" and snap["seq"] == 1
+        assert snap["auction"]["id"] == auction.pk and snap["auction"]["current_price"] is None
+        assert snap["leaderboard"] == [] and snap["server_time"].endswith("Z")
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(
+            auction_id=auction.pk, user=alice, amount=20, max_amount=100)
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=bob, amount=50)
+        await decide(auction.pk)
+        events = [await receive(comm) for _ in range(3)]
+        assert [f["type"] for f in events] == ["event"] * 3
+        assert [f["event"]["seq"] for f in events] == [2, 3, 4]
+        assert events[2]["event"]["data"]["proxy"] is True and events[2]["event"]["data"]["current_price"] == 55
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_a_bid_over_the_socket_is_queued_then_decided(make_user, make_auction):
+    alice = make_user("alice")
+    auction = make_auction()
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
+        await receive(comm)
+        await comm.send_json_to({"type": "bid", "amount": 25, "client_bid_id": "c1"})
+        queued = await receive(comm)
+        assert queued["type"] == "bid.queued"
+        assert queued["bid"]["status"] == "queued" and queued["bid"]["client_bid_id"] == "c1"
+        await decide(auction.pk)
+        frames = [await receive(comm) for _ in range(2)]
+        by_type = {f["type"]: f for f in frames}
+        assert by_type["bid.result"]["bid"]["status"] == "accepted"
+        assert by_type["event"]["event"]["data"]["bid_id"] == queued["bid"]["bid_id"]
+        # Sent again, the same client_bid_id creates nothing and answers with the decided bid.
+        await comm.send_json_to({"type": "bid", "amount": 99, "client_bid_id": "c1"})
+        again = await receive(comm)
+        assert again["type"] == "bid.queued" and again["bid"]["bid_id"] == queued["bid"]["bid_id"]
+        assert (await receive(comm))["bid"]["status"] == "accepted"
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_refusals_come_as_error_frames_and_the_socket_stays_open(make_user, make_auction):
+    alice = make_user("alice")
+    make_user("seller")
+    auction = make_auction(seller="seller")
+    from core.models import User
+
+    seller = User.objects.get(username="seller")
+
+    async def scenario():
+        anon = await connect(f"/ws/auctions/{auction.pk}/")
+        await receive(anon)
+        await anon.send_json_to({"type": "bid", "amount": 25, "client_bid_id": "x"})
+        assert await receive(anon) == {"type": "error", "code": "not_authenticated", "message": "log in to bid",
+                                       "client_bid_id": "x"}
+        await anon.send_to(text_data="{not json")
+        assert (await receive(anon))["code"] == "invalid_json"
+        await anon.send_json_to({"type": "dance"})
+        assert (await receive(anon))["code"] == "unknown_type"
+        await anon.send_json_to({"type": "resume", "after_seq": "zero"})
+        assert (await receive(anon))["code"] == "invalid_field"
+        await anon.send_json_to({"type": "ping"})
+        assert (await receive(anon))["type"] == "pong"
+
+        comm = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
+        await receive(comm)
+        await comm.send_json_to({"type": "bid", "amount": 2.5})
+        assert (await receive(comm))["code"] == "invalid_amount"
+        await comm.send_json_to({"type": "bid", "amount": 30, "max_amount": 20, "client_bid_id": "m"})
+        assert await receive(comm) == {"type": "error", "code": "invalid_amount",
+                                       "message": "max_amount must not be below amount", "client_bid_id": "m"}
+        sell = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(seller))
+        await receive(sell)
+        await sell.send_json_to({"type": "bid", "amount": 30})
+        assert (await receive(sell))["code"] == "seller_cannot_bid"
+        for c in (anon, comm, sell):
+            await c.disconnect()
+
+    run(scenario())
+
+
+def test_a_bad_token_or_a_foreign_origin_is_refused_at_the_handshake(make_auction):
+    auction = make_auction()
+
+    async def scenario():
+        for kwargs in ({"token": "garbage"}, {"origin": "https://evil.example"}):
+            headers = [(b"origin", kwargs["origin"].encode())] if "origin" in kwargs else []
+            url = f"/ws/auctions/{auction.pk}/" + (f"?token={kwargs['token']}" if "token" in kwargs else "")
+            comm = WebsocketCommunicator(application, url, headers=headers)
+            connected, _ = await comm.connect(timeout=5)
+            assert not connected, kwargs
+        ok = await connect(f"/ws/auctions/{auction.pk}/", origin="http://localhost:8000")
+        await ok.disconnect()
+
+    run(scenario())
+
+
+def test_an_oversized_frame_closes_with_1009_and_a_flood_closes_with_1008(make_auction):
+    auction = make_auction()
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/")
+        await receive(comm)
+        await comm.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * 5000}))
+        closed = await comm.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": 1009}
+
+        flood = await connect(f"/ws/auctions/{auction.pk}/")
+        await receive(flood)
+        codes = []
+        for _ in range(200):
+            await flood.send_json_to({"type": "ping"})
+        while True:
+            out = await flood.receive_output(timeout=5)
+            if out["type"] == "websocket.close":
+                assert out["code"] == 1008
+                break
+            codes.append(json.loads(out["text"]).get("code"))
+        assert codes.count("rate_limited") == 20
+
+    run(scenario())
+
+
+def test_resume_replays_what_a_client_missed(make_user, make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction()
+    for k in range(4):
+        services.bid_submit(auction_id=auction.pk, user=(alice, bob)[k % 2], amount=10 + k)
+    services.bids_decide_pending(auction_id=auction.pk)
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/")
+        assert (await receive(comm))["seq"] == 5
+        await comm.send_json_to({"type": "resume", "after_seq": 2})
+        replay = [await receive(comm) for _ in range(3)]
+        assert [f["event"]["seq"] for f in replay] == [3, 4, 5]
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_a_dropped_message_is_refilled_from_the_log(make_user, make_auction, monkeypatch):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction()
+    from realtime import publish
+
+    real = publish.publish_events
+    dropped = []
+
+    def lossy(auction_id, events):
+        # The channel layer loses the first event (capacity, a Redis blip): only the log has it.
+        if not dropped:
+            dropped.append(events[0]["seq"])
+            events = events[1:]
+        real(auction_id, events)
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/")
+        assert (await receive(comm))["seq"] == 1
+        monkeypatch.setattr(publish, "publish_events", lossy)
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=alice, amount=10)
+        await decide(auction.pk)
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=bob, amount=11)
+        await decide(auction.pk)
+        got = [(await receive(comm))["event"]["seq"] for _ in range(2)]
+        assert dropped == [2] and got == [2, 3]
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_the_outbid_user_hears_it_in_the_room_and_the_lobby(make_user, make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction()
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=10)
+    services.bids_decide_pending(auction_id=auction.pk)
+
+    async def scenario():
+        room = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
+        await receive(room)
+        lobby = await connect("/ws/lobby/", token=token_for(alice))
+        snap = await receive(lobby)
+        assert snap["type"] == "snapshot" and [a["id"] for a in snap["auctions"]] == [auction.pk]
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=bob, amount=30)
+        await decide(auction.pk)
+        outbid = {"type": "outbid", "auction_id": auction.pk, "current_price": 30}
+        assert await receive_until(room, "outbid") == outbid
+        assert await receive_until(lobby, "outbid") == outbid
+        change = await receive_until(lobby, "auction")
+        assert change["auction"]["current_price"] == 30 and change["auction"]["leader"] == "bob"
+        for c in (room, lobby):
+            await c.disconnect()
+
+    run(scenario())
