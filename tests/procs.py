@@ -99,3 +99,27 @@ def wait_bid_worker_live(name: str, timeout: float = 30.0) -> None:
     from tasks import assignment
 
     wait_for(lambda: f"{name}@test" in assignment.live_workers(), timeout=timeout, what=f"bid worker {name}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def web_node(name: str, port: int) -> Proc:
+    return Proc(name, [sys.executable, "-m", "uvicorn", "core.asgi:application", "--host", "127.0.0.1",
+                       "--port", str(port), "--no-access-log", "--lifespan", "off"], _env())
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    import socket
+
+    def accepting() -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(accepting, timeout=timeout, what=f"port {port}")
