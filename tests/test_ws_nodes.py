@@ -40,9 +40,11 @@ def test_two_web_nodes_deliver_the_same_stream(two_nodes, make_user, make_auctio
     token = tokens.access_token_issue(user=alice)["access"]
 
     async def scenario():
-        url = "ws://127.0.0.1:{}/ws/auctions/%d/" % auction.pk
-        async with websockets.connect(url.format(two_nodes[0]) + f"?token={token}") as a, \
-                websockets.connect(url.format(two_nodes[1])) as b:
+        def url(port: int) -> str:
+            return f"ws://127.0.0.1:{port}/ws/auctions/{auction.pk}/"
+
+        async with websockets.connect(url(two_nodes[0]) + f"?token={token}") as a, \
+                websockets.connect(url(two_nodes[1])) as b:
             snaps = [json.loads(await a.recv()), json.loads(await b.recv())]
             assert [s["seq"] for s in snaps] == [1, 1]
             # alice bids over node 0; bob's bid comes over REST's service on no node at all.
