@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
+from tasks import doorbell
 from tasks.redis_client import client
 
 WORKERS_KEY = "gavel:bidworkers"
@@ -115,6 +116,7 @@ def reconcile(active_auction_ids: Iterable[int]) -> dict[str, int]:
         _move(auction_id, chosen, worker)
         load[chosen] += 1
         moved += 1
+        doorbell.tell_worker(chosen, auction_id)
     # Sets of workers that are gone keep nothing: a worker that comes back starts clean.
     for key in client().scan_iter(match=_worker_key("*"), count=500):
         name = key[len(_worker_key("")):]

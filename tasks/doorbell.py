@@ -43,6 +43,18 @@ def auction_opened(auction_id: int) -> None:
     from tasks import assignment
 
     try:
-        assignment.assign(auction_id)
+        worker = assignment.assign(auction_id)
     except Exception:
         log.warning("could not assign auction %s now; the reconciler will", auction_id, exc_info=True)
+        return
+    if worker:
+        tell_worker(worker, auction_id)
+
+
+def tell_worker(worker: str, auction_id: int) -> None:
+    """Fast path: ask the worker to consume the queue now. A broadcast reaches only workers
+    listening at that moment, so the worker's own once-a-second sync stays the reliable path."""
+    try:
+        _app().control.add_consumer(auction_queue(auction_id), destination=[worker], reply=False)
+    except Exception:
+        log.debug("add_consumer broadcast to %s failed; its sync will pick auction %s up", worker, auction_id)
