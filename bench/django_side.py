@@ -68,6 +68,7 @@ def cmd_setup(args: argparse.Namespace) -> dict:
 
 
 def cmd_publish(args: argparse.Namespace) -> dict:
+    cpu_start = time.process_time()
     _django()
     from auctions import services
     from auctions.models import Auction
@@ -81,10 +82,15 @@ def cmd_publish(args: argparse.Namespace) -> dict:
     count = int(round(args.rate * args.seconds))
     interval = 1.0 / args.rate
     service_ms: list[float] = []
+    lag_ms: list[float] = []  # event `at` -> handed to Redis by realtime.publish
     late_ms: list[float] = []
     extra_events = 0
     rejected = 0
     seq = first_seq
+    from auctions.models import AuctionEvent
+
+    publish.flush(10)
+    cpu_ready = time.process_time()
     t0 = time.monotonic() + 0.05
     for k in range(count):
         target = t0 + k * interval
@@ -99,6 +105,10 @@ def cmd_publish(args: argparse.Namespace) -> dict:
         )
         services.bids_decide_pending(auction_id=auction.pk)
         service_ms.append((time.perf_counter() - started) * 1000)
+        # Wait until the after-commit publish has reached Redis (~0.1-1 ms), so that the lag from
+        # the event's `at` to the PUBLISH is known; the socket latency minus it is fan-out time.
+        publish.flush(10)
+        sent = time.time()
         bid = submitted.bid
         bid.refresh_from_db(fields=["status", "seq"])
         if bid.status != "accepted":
@@ -106,11 +116,14 @@ def cmd_publish(args: argparse.Namespace) -> dict:
             continue
         price = amount
         new_seq = Auction.objects.values_list("seq", flat=True).get(pk=auction.pk)
+        at = AuctionEvent.objects.values_list("at", flat=True).get(auction_id=auction.pk, seq=new_seq)
+        lag_ms.append((sent - at.timestamp()) * 1000)
         extra_events += (new_seq - seq) - 1  # anything beyond the one bid.accepted (proxy, extension)
         seq = new_seq
     elapsed = time.monotonic() - t0
     publish.flush(10)
     service_ms.sort()
+    lag_ms.sort()
     return {
         "bids": count,
         "rejected": rejected,
@@ -123,6 +136,10 @@ def cmd_publish(args: argparse.Namespace) -> dict:
         "service_ms_p50": service_ms[len(service_ms) // 2] if service_ms else None,
         "service_ms_max": service_ms[-1] if service_ms else None,
         "late_ms_max": max(late_ms) if late_ms else 0.0,
+        "publish_lag_ms_p50": lag_ms[len(lag_ms) // 2] if lag_ms else None,
+        "publish_lag_ms_max": lag_ms[-1] if lag_ms else None,
+        "cpu_startup_s": cpu_ready - cpu_start,
+        "cpu_loop_s": time.process_time() - cpu_ready,
     }
 
 

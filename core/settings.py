@@ -172,8 +172,9 @@ CELERY_TIMEZONE = "UTC"
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}]},
+        "BACKEND": "realtime.layer.BoundedPubSubChannelLayer",
+        # Messages buffered per socket before it counts as too slow and is closed (it resumes).
+        "CONFIG": {"hosts": [{"address": REDIS_URL}], "capacity": env_int("WS_BUFFER_MESSAGES", 200, minimum=10)},
     }
 }
 

@@ -39,6 +39,7 @@ ABUSE_WINDOW_S = 10.0
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_SLOW = 1013  # try again later: reconnect and resume
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -156,6 +157,10 @@ class _Base(AsyncWebsocketConsumer):
 
     async def auction_event(self, message: dict[str, Any]) -> None:
         pass
+
+    async def layer_overflow(self, message: dict[str, Any]) -> None:
+        """This socket fell `capacity` messages behind: cut it off; the client resumes."""
+        await self.close(code=CLOSE_TOO_SLOW)
 
     async def lobby_auction(self, message: dict[str, Any]) -> None:
         pass

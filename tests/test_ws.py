@@ -251,3 +251,49 @@ def test_the_outbid_user_hears_it_in_the_room_and_the_lobby(make_user, make_auct
             await c.disconnect()
 
     run(scenario())
+
+
+def test_a_socket_that_falls_too_far_behind_is_cut_off_to_resume(make_auction, settings, monkeypatch):
+    """A client that stops reading must not grow server memory: its buffer is bounded, and when
+    it overflows the socket is closed with 1013 so the client reconnects and resumes."""
+    from channels.layers import get_channel_layer
+
+    from realtime import consumers
+    from realtime.publish import auction_group
+
+    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
+                                           "CONFIG": {**settings.CHANNEL_LAYERS["default"]["CONFIG"], "capacity": 5}}}
+    auction = make_auction()
+    real = consumers.AuctionConsumer.auction_event
+
+    async def slow_socket(self, message):
+        await asyncio.sleep(0.5)  # the client is not reading; sending blocks
+        await real(self, message)
+
+    monkeypatch.setattr(consumers.AuctionConsumer, "auction_event", slow_socket)
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/")
+        await receive(comm)
+        layer = get_channel_layer()
+        for seq in range(2, 40):
+            await layer.group_send(auction_group(auction.pk), {"type": "auction.event", "seq": seq, "text": "{}"})
+        while True:
+            out = await comm.receive_output(timeout=10)
+            if out["type"] == "websocket.close":
+                assert out["code"] == 1013
+                return
+
+    run(scenario())
+
+
+def test_the_bounded_buffer_keeps_at_most_its_capacity():
+    from realtime.layer import _BoundedQueue
+
+    queue = _BoundedQueue(3, b"overflow")
+    for item in (b"1", b"2", b"3"):
+        queue.put_nowait(item)
+    queue.put_nowait(b"4")
+    queue.put_nowait(b"5")
+    assert queue.qsize() == 1 and queue.get_nowait() == b"overflow"
+    assert queue.empty()

