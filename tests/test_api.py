@@ -15,7 +15,7 @@ from auctions.api import AuctionOut, BidOut, EventOut
 from auctions.models import Auction, AuctionEvent, Bid
 from core import clock
 from core.timefmt import iso
-from core.tokens import access_token_issue
+from tests.api_client import assert_error, bearer, post
 
 pytestmark = pytest.mark.django_db
 
@@ -58,24 +58,6 @@ BID_FIELDS = {
     "created_at",
     "decided_at",
 }
-
-
-def bearer(user) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {access_token_issue(user=user)['access']}"}
-
-
-def post(client, path, body=None, *, raw: str | None = None, **headers):
-    data = raw if raw is not None else json.dumps(body if body is not None else {})
-    return client.post(path, data=data, content_type="application/json", **headers)
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]
 
 
 def bid(client, auction, user, **body):

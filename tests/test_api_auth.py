@@ -3,35 +3,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
 
 from auctions import services
 from core import clock
-from core.tokens import access_token_issue
+from tests.api_client import assert_error, bearer, post
 
 pytestmark = pytest.mark.django_db
-
-
-def bearer(user) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {access_token_issue(user=user)['access']}"}
-
-
-def post(client, path, body=None, *, raw: str | None = None, **headers):
-    data = raw if raw is not None else json.dumps(body if body is not None else {})
-    return client.post(path, data=data, content_type="application/json", **headers)
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
 
 
 # --- register and token --------------------------------------------------------------------
