@@ -64,7 +64,12 @@ def cmd_setup(args: argparse.Namespace) -> dict:
     from realtime import publish
 
     publish.flush()
-    return {"auction_id": auction.pk, "users": users, "seq": auction.seq, "status": auction.status}
+    from django.conf import settings
+
+    layer = settings.CHANNEL_LAYERS["default"]
+    return {"auction_id": auction.pk, "users": users, "seq": auction.seq, "status": auction.status,
+            "channel_layer": layer["BACKEND"], "layer_capacity": layer.get("CONFIG", {}).get("capacity"),
+            "database": settings.DATABASES["default"]["ENGINE"]}
 
 
 def cmd_publish(args: argparse.Namespace) -> dict:

@@ -115,6 +115,34 @@ def system_busy_s() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
+def all_cpu() -> dict[int, tuple[float, str]]:
+    """pid -> (CPU seconds, command) of every process on the machine."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            pid = int(name)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()[:90]
+            except OSError:
+                continue
+            out[pid] = (cpu_s(pid), cmd or f"[{pid}]")
+    return out
+
+
+def code_version() -> str:
+    """The commit the servers run and whether the tree differs from it (read-only git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        changed = [line[3:] for line in dirty if line.strip()]
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (f" + uncommitted changes in {', '.join(changed[:6])}" if changed else "")
+
+
 def pct(sorted_values, q: float):
     if not sorted_values:
         return None
@@ -237,7 +265,7 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
     handshake_ms: list[float] = []
     at_cache: dict = {}
     lat = {n: array("d") for n in range(len(urls))}
-    per_event: dict[int, list] = {}  # seq -> [count, first_recv, last_recv]
+    per_event: dict[int, list] = {}  # seq -> [count, first_recv, last_recv, at]
     closed_during = Counter()
     verify_left = [20]  # cross-check the fast parser against json.loads on a few frames
     all_done = asyncio.Event()
@@ -305,10 +333,11 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
                     s.gaps += 1
                 if seq > s.last:
                     s.last = seq
-                node_lat.append((now - _at_epoch(at, at_cache)) * 1000.0)
+                at_epoch = _at_epoch(at, at_cache)
+                node_lat.append((now - at_epoch) * 1000.0)
                 ev = per_event.get(seq)
                 if ev is None:
-                    per_event[seq] = [1, now, now]
+                    per_event[seq] = [1, now, now, at_epoch]
                 else:
                     ev[0] += 1
                     if now < ev[1]:
@@ -416,6 +445,8 @@ class Bench:
         env = dict(os.environ)
         for k in ("PYTHONPATH",):
             env.pop(k, None)
+        if a.experiment:
+            env["GAVEL_BENCH_EXPERIMENT"] = a.experiment
         env.update(PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="core.settings",
                    LOG_LEVEL=a.log_level, GAVEL_VAR_DIR=str(self.tmp / "var"))
         if not os.environ.get("DATABASE_URL"):
@@ -439,7 +470,9 @@ class Bench:
                                 "--max-events", str(max_events)], "setup", 120)
         self.setup = self._result_line(out, "setup")
         log(f"auction {self.setup['auction_id']} is {self.setup['status']} (seq {self.setup['seq']}), "
-            f"bidders {', '.join(self.setup['users'])}")
+            f"bidders {', '.join(self.setup['users'])}; channel layer {self.setup.get('channel_layer')} "
+            f"(capacity {self.setup.get('layer_capacity')})")
+        self.results["setup"] = self.setup
 
     def start_redis(self) -> str:
         try:
@@ -491,7 +524,8 @@ class Bench:
         a = self.args
         for n in range(a.nodes):
             port = free_port()
-            argv = [PYTHON, "-m", "uvicorn", "core.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            app = "bench.asgi_experiments:application" if a.experiment else "core.asgi:application"
+            argv = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                     "--no-access-log", "--ws", a.ws, "--log-level", "warning", "--backlog", str(a.backlog)]
             if a.ws_ping_interval is not None:
                 argv += ["--ws-ping-interval", str(a.ws_ping_interval)]
@@ -539,6 +573,8 @@ class Bench:
         self.results["nofile"] = nofile
         with open("/proc/loadavg") as fh:
             self.results["loadavg_before"] = fh.read().split()[:3]
+        self.results["code"] = code_version()
+        log(f"code: {self.results['code']}")
         log(f"RLIMIT_NOFILE {nofile[0]}/{nofile[1]}; load average {' '.join(self.results['loadavg_before'])}")
         if a.watchers + 200 > nofile[0] * max(1, a.clients):
             log("warning: file-descriptor limit may be too low for this many watchers")
@@ -581,16 +617,22 @@ class Bench:
             if proc.poll() is not None:
                 raise SystemExit(f"node{n} died during connect:\n{self.node_log(n)}")
 
+        cpu_idle0 = [cpu_s(pid) for pid in node_pids]
+        t_idle0 = time.monotonic()
         time.sleep(IDLE_S)
         rss1 = [rss_kb(pid) for pid in node_pids]
+        idle_s = time.monotonic() - t_idle0
+        idle_cpu = [(cpu_s(pid) - c0) / idle_s * 100 for pid, c0 in zip(node_pids, cpu_idle0, strict=True)]
         self.results["rss"] = [
             {"node": n, "before_kb": rss0[n], "idle_kb": rss1[n], "sockets": per_node_ok.get(n, 0),
-             "kb_per_socket": (rss1[n] - rss0[n]) / per_node_ok[n] if per_node_ok.get(n) else None}
+             "kb_per_socket": (rss1[n] - rss0[n]) / per_node_ok[n] if per_node_ok.get(n) else None,
+             "idle_cpu_pct": idle_cpu[n]}
             for n in range(len(node_pids))
         ]
         for r in self.results["rss"]:
             log(f"node{r['node']} RSS {r['before_kb'] / 1024:.1f} MB -> {r['idle_kb'] / 1024:.1f} MB with "
-                f"{r['sockets']} idle sockets = {r['kb_per_socket'] or 0:.1f} KB/socket")
+                f"{r['sockets']} idle sockets = {r['kb_per_socket'] or 0:.1f} KB/socket; "
+                f"idle CPU {r['idle_cpu_pct']:.0f}% of a core")
 
         # event phase
         other_pids = {"redis": self.redis.pid if self.redis else None}
@@ -598,6 +640,7 @@ class Bench:
         cpu_clients0 = [cpu_s(p.pid) for p, _ in self.clients]
         cpu_redis0 = cpu_s(other_pids["redis"]) if other_pids["redis"] else 0.0
         sys0 = system_busy_s()
+        procs0 = all_cpu()
         t_ev0 = time.monotonic()
         log(f"publishing: {a.rate:g} bids/s for {a.seconds:g} s through auctions.services")
         self.publisher = subprocess.Popen(
@@ -629,6 +672,13 @@ class Bench:
         cpu_clients = [cpu_s(p.pid) - c0 for (p, _), c0 in zip(self.clients, cpu_clients0, strict=True)]
         cpu_redis = (cpu_s(other_pids["redis"]) - cpu_redis0) if other_pids["redis"] else None
         sys1 = system_busy_s()
+        procs1 = all_cpu()
+        ours = set(node_pids) | {p.pid for p, _ in self.clients} | {os.getpid()}
+        if self.redis:
+            ours.add(self.redis.pid)
+        others = sorted(((cpu - procs0.get(pid, (0.0, ""))[0], cmd) for pid, (cpu, cmd) in procs1.items()
+                         if pid not in ours), reverse=True)
+        self.results["other_processes_cpu_s"] = [(round(c, 2), cmd) for c, cmd in others[:5] if c >= 0.05]
         rss2 = [rss_kb(pid) for pid in node_pids]
         self.stop_profilers()
         self.summarize(pub, results, t_ev, cpu_nodes, cpu_clients, cpu_redis, sys1[0] - sys0[0],
@@ -657,8 +707,8 @@ class Bench:
             out = Path(self.args.profile) / f"node{n}.folded"
             out.parent.mkdir(parents=True, exist_ok=True)
             self.profilers.append(subprocess.Popen(
-                [spy, "record", "-p", str(pid), "-r", "50", "-d", str(int(self.args.seconds)), "-f", "raw",
-                 "-o", str(out), "--nonblocking"],
+                [spy, "record", "-p", str(pid), "-r", "100", "-d", str(int(self.args.seconds)), "-f", "raw",
+                 "-o", str(out)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=DIE_WITH_PARENT))
         log(f"py-spy recording {len(pids)} node(s) into {self.args.profile}")
@@ -703,15 +753,24 @@ class Bench:
         # per-event spread: last delivery - first delivery of one event, over all sockets
         ev: dict[int, list] = {}
         for r in results:
-            for seq, (cnt, first, last) in r["per_event"].items():
+            for seq, (cnt, first, last, at) in r["per_event"].items():
                 e = ev.get(seq)
                 if e is None:
-                    ev[seq] = [cnt, first, last]
+                    ev[seq] = [cnt, first, last, at]
                 else:
                     e[0] += cnt
                     e[1] = min(e[1], first)
                     e[2] = max(e[2], last)
         spreads = sorted((e[2] - e[1]) * 1000 for e in ev.values() if e[0] > 1)
+        # how the backlog builds: a few events across the phase, first and last delivery after `at`
+        timeline = []
+        seqs = sorted(ev)
+        if seqs:
+            picks = sorted({seqs[int(f * (len(seqs) - 1))] for f in (0, 0.25, 0.5, 0.75, 1.0)})
+            for sq in picks:
+                cnt, first, last, at = ev[sq]
+                timeline.append({"seq": sq, "sockets": cnt, "first_ms": (first - at) * 1000,
+                                 "last_ms": (last - at) * 1000})
         per_node_recv = Counter()
         for r in results:
             for n, d in r["per_node"].items():
@@ -732,6 +791,7 @@ class Bench:
             "latency_ms_per_node": lat_nodes,
             "p99_missing_as_inf_ms": p99_strict,
             "broadcast_spread_ms_p50_max": [pct(spreads, 50), pct(spreads, 100)],
+            "timeline": timeline,
             "cpu": cpu, "cpu_clients_s": cpu_clients, "cpu_redis_s": cpu_redis,
             "cpu_machine_busy_s": sys_busy, "cpu_machine_total_s": sys_total,
             "cpu_other_s": max(0.0, sys_busy - ours),
@@ -748,6 +808,11 @@ class Bench:
         w("=" * 96)
         w(f"ws_fanout: {a.watchers} watchers, {nn} node(s) (--ws {a.ws}), {a.clients} client proc(s) "
           f"[{c['client_loop']}], {a.rate:g} events/s x {a.seconds:g} s, drain <= {a.drain:g} s")
+        if a.experiment:
+            w(f"EXPERIMENT {a.experiment}: nodes run bench/asgi_experiments.py, not the product as shipped")
+        w(f"code {self.results['code']}; layer {self.setup.get('channel_layer')} "
+          f"(capacity {self.setup.get('layer_capacity')}); {self.results['db']}; load before "
+          f"{' '.join(self.results['loadavg_before'])}")
         w("=" * 96)
         w(f"connect      ok {c['ok']} / {a.watchers}, failed {c['failed']}, in {c['seconds']:.1f} s "
           f"({c['ok'] / c['seconds'] if c['seconds'] else 0:.0f}/s); handshake+snapshot ms p50/p95/p99/max per client: "
@@ -756,7 +821,8 @@ class Bench:
             w(f"  error x{k}: {e}")
         for r in rss:
             w(f"idle RSS     node{r['node']}: {r['before_kb'] / 1024:.1f} MB -> {r['idle_kb'] / 1024:.1f} MB "
-              f"with {r['sockets']} sockets: {r['kb_per_socket'] or 0:.1f} KB/socket")
+              f"with {r['sockets']} sockets: {r['kb_per_socket'] or 0:.1f} KB/socket; CPU while idle "
+              f"{r['idle_cpu_pct']:.0f}% of a core")
         w(f"publisher    {pub['bids']} bids -> {pub['events']} events (extra {pub['extra_events']}, rejected "
           f"{pub['rejected']}) at {pub['rate_achieved']:.2f}/s; submit+decide p50 {pub['service_ms_p50']:.1f} ms, "
           f"max {pub['service_ms_max']:.1f} ms; event `at` -> PUBLISH p50 {pub['publish_lag_ms_p50']:.1f} ms, "
@@ -773,16 +839,23 @@ class Bench:
                 w(f"  node{n}     p50 {fmt_ms(v[0])}  p95 {fmt_ms(v[1])}  p99 {fmt_ms(v[2])}  max {fmt_ms(v[3])}")
         w(f"broadcast    spread of one event over all sockets (last - first delivery): p50 "
           f"{fmt_ms(pct(spreads, 50))} ms, max {fmt_ms(pct(spreads, 100))} ms")
+        w("timeline     " + "; ".join(
+            f"seq {t['seq']}: {t['sockets']} sockets, {fmt_ms(t['first_ms'])}..{fmt_ms(t['last_ms'])} ms"
+            for t in timeline))
         for r in cpu:
             w(f"node CPU     node{r['node']}: {r['cpu_s']:.1f} s over {t_ev:.1f} s = {r['core_pct']:.0f}% of a core; "
               f"{r['frames']:,} frames -> {r['us_per_frame'] or 0:.0f} us/frame; RSS at end "
               f"{r['rss_end_kb'] / 1024:.1f} MB")
         w(f"other CPU    clients {' + '.join(f'{x:.1f}' for x in cpu_clients)} s; redis "
-          f"{cpu_redis if cpu_redis is not None else float('nan'):.1f} s; rest of machine (publisher, "
-          f"other users) {self.results['cpu_other_s']:.1f} s; machine busy {sys_busy:.1f} of {sys_total:.1f} "
-          f"core-s ({100 * sys_busy / sys_total if sys_total else 0:.0f}%)")
+          f"{cpu_redis if cpu_redis is not None else float('nan'):.1f} s; rest of machine (publisher ~"
+          f"{pub['cpu_loop_s'] + pub['cpu_startup_s']:.1f} s, other users, softirq) "
+          f"{self.results['cpu_other_s']:.1f} s; machine busy {sys_busy:.1f} of {sys_total:.1f} core-s "
+          f"({100 * sys_busy / sys_total if sys_total else 0:.0f}%)")
         p99_ok = p99_strict is not None and p99_strict <= TARGET_P99_MS
         mem_ok = bool(kbs) and max(kbs) <= TARGET_KB_PER_SOCKET
+        if self.results["other_processes_cpu_s"]:
+            w("  still-running others: " + "; ".join(f"{c:.1f} s {cmd[:60]}"
+                                                       for c, cmd in self.results["other_processes_cpu_s"]))
         w(f"targets      p99 <= {TARGET_P99_MS:.0f} ms (missing counted): {'MET' if p99_ok else 'NOT MET'}; "
           f"<= {TARGET_KB_PER_SOCKET:.0f} KB/socket: {'MET' if mem_ok else 'NOT MET'}; "
           f"all {a.watchers} connected: {'yes' if c['ok'] == a.watchers else 'NO'}")
@@ -854,6 +927,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="DIR", help="record each node with py-spy during the event phase")
     p.add_argument("--py-spy", help="path to a py-spy binary (e.g. installed with pip --target /tmp/pyspy)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (node logs, SQLite)")
+    p.add_argument("--experiment", default="",
+                   help="what-if: run the nodes from bench/asgi_experiments.py with e.g. no-close-old")
     a = p.parse_args(argv)
     bounds = {"watchers": (1, 20000), "nodes": (1, 8), "clients": (1, 8), "rate": (0.1, 200),
               "seconds": (1, 300), "drain": (0, 300), "concurrency": (1, 2000), "connect_timeout": (5, 900)}
