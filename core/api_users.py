@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Q
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from ninja.security import HttpBearer
@@ -16,7 +15,7 @@ from pydantic import AfterValidator, Strict
 
 from core import ledger
 from core.errors import Forbidden, NotAuthenticated, NotFound
-from core.models import Account, Transfer, User
+from core.models import Account, User
 from core.timefmt import iso
 from core.tokens import access_token_issue, user_from_authorization, user_from_token
 from core.users import user_authenticate, user_register
@@ -186,20 +185,17 @@ def my_ledger(request: HttpRequest, limit: int = Query(200, ge=1, le=1000)):
     account, `amount` signed from their side and their balance right after it. Holds are not
     transfers and do not appear here."""
     account = _account(request.auth)
-    transfers = Transfer.objects.filter(Q(debit=account) | Q(credit=account)).order_by("-id")[:limit]
-    results = []
-    for t in transfers:
-        outgoing = t.debit_id == account.pk
-        results.append(
-            {
-                "id": t.pk,
-                "kind": t.kind,
-                "amount": -t.amount if outgoing else t.amount,
-                "balance_after": t.debit_balance_after if outgoing else t.credit_balance_after,
-                "auction_id": t.auction_id,
-                "created_at": iso(t.created_at),
-            }
-        )
+    results = [
+        {
+            "id": line.transfer.pk,
+            "kind": line.transfer.kind,
+            "amount": line.amount,
+            "balance_after": line.balance_after,
+            "auction_id": line.transfer.auction_id,
+            "created_at": iso(line.transfer.created_at),
+        }
+        for line in ledger.account_statement(account=account, limit=limit)
+    ]
     return {"results": results}
 
 

@@ -7,9 +7,11 @@ that concurrent decisions on different auctions cannot spend the same coin twice
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from core import clock
 from core.models import Account, Hold, Transfer, User
@@ -170,3 +172,27 @@ def available_for_auction(*, account_id: int, auction_id: int) -> int:
 def ledger_sum() -> int:
     """Sum of all balances; zero whenever the books are consistent (the mint is negative)."""
     return Account.objects.aggregate(total=Sum("balance"))["total"] or 0
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One transfer seen from one account: `amount` < 0 when coins left it."""
+
+    transfer: Transfer
+    amount: int
+    balance_after: int
+
+    @property
+    def outgoing(self) -> bool:
+        return self.amount < 0
+
+
+def account_statement(*, account: Account, limit: int = 200) -> list[StatementLine]:
+    """The account's transfers, newest first, signed from its side (a read; no lock)."""
+    transfers = Transfer.objects.filter(Q(debit=account) | Q(credit=account)).order_by("-id")[:limit]
+    lines = []
+    for t in transfers:
+        outgoing = t.debit_id == account.pk
+        lines.append(StatementLine(t, -t.amount if outgoing else t.amount,
+                                   t.debit_balance_after if outgoing else t.credit_balance_after))
+    return lines

@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,7 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from auctions.models import Auction
 from core import ledger
 from core.errors import InvalidInput
-from core.models import Account, Hold, Transfer, User
+from core.models import Account, Hold, User
 from core.users import user_register
 
 STATEMENT_LINES = 200
@@ -106,29 +105,31 @@ def wallet_page(request: HttpRequest) -> HttpResponse:
     user: User = request.user
     account = Account.objects.filter(user=user).first() or ledger.account_open(user=user)
     holds = list(Hold.objects.filter(account=account, active=True).order_by("-created_at"))
-    transfers = list(Transfer.objects.filter(Q(debit=account) | Q(credit=account)).order_by("-id")[:STATEMENT_LINES])
-    auction_ids = {h.auction_id for h in holds} | {t.auction_id for t in transfers if t.auction_id is not None}
+    lines = ledger.account_statement(account=account, limit=STATEMENT_LINES)
+    auction_ids = {h.auction_id for h in holds} | {
+        line.transfer.auction_id for line in lines if line.transfer.auction_id is not None
+    }
     titles = dict(Auction.objects.filter(pk__in=auction_ids).values_list("pk", "title"))
     return render(request, "core/wallet.html", {
         "account": {"balance": coins(account.balance), "held": coins(account.held),
                     "available": coins(account.available)},
         "holds": [{"auction_id": h.auction_id, "title": titles.get(h.auction_id, ""), "amount": coins(h.amount),
                    "since": h.created_at} for h in holds],
-        "statement": [_statement_line(t, account, titles) for t in transfers],
+        "statement": [_statement_line(line, titles) for line in lines],
         "statement_limit": STATEMENT_LINES,
     })
 
 
-def _statement_line(t: Transfer, account: Account, titles: dict[int, str]) -> dict[str, Any]:
-    """One transfer from the user's side, as GET /api/me/ledger shows it: negative when coins leave."""
-    outgoing = t.debit_id == account.pk
+def _statement_line(line: ledger.StatementLine, titles: dict[int, str]) -> dict[str, Any]:
+    """One statement line for the template (the same signs as GET /api/me/ledger)."""
+    t = line.transfer
     return {
         "id": t.pk,
         "kind": t.get_kind_display(),
         "memo": t.memo,
-        "amount": signed_coins(-t.amount if outgoing else t.amount),
-        "outgoing": outgoing,
-        "balance_after": coins(t.debit_balance_after if outgoing else t.credit_balance_after),
+        "amount": signed_coins(line.amount),
+        "outgoing": line.outgoing,
+        "balance_after": coins(line.balance_after),
         "auction_id": t.auction_id,
         "title": titles.get(t.auction_id, "") if t.auction_id is not None else "",
         "created_at": t.created_at,
