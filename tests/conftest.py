@@ -89,7 +89,7 @@ def _procs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def live_stack(django_db_setup, django_db_blocker, _procs_dir):
-    """One bid worker, the default worker and beat for the whole session, on the test database.
+    """Two bid workers, the default worker and beat for the whole session, on the test database.
     Tests using it must also use `transactional_db` so the processes see their rows."""
     # Queues left by an earlier run on a shared Redis would carry messages for auction ids this
     # run reuses; they would be harmless (every task re-checks the database) but noisy.
@@ -101,9 +101,12 @@ def live_stack(django_db_setup, django_db_blocker, _procs_dir):
     if stale:
         client().delete(*stale)
     # Tests may replace an entry (a restarted worker); whatever is in the dict at the end is stopped.
-    running = {p.name: p for p in (procs.bid_worker("bids1"), procs.default_worker(), procs.beat(_procs_dir))}
+    # Two bid workers, as `make run` starts: auctions (and their ends) spread over both.
+    started = (procs.bid_worker("bids1"), procs.bid_worker("bids2"), procs.default_worker(), procs.beat(_procs_dir))
+    running = {p.name: p for p in started}
     try:
         procs.wait_bid_worker_live("bids1")
+        procs.wait_bid_worker_live("bids2")
         yield running
     finally:
         for p in running.values():
