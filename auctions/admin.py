@@ -19,6 +19,7 @@ from auctions import services
 from auctions.forms import AuctionCreateForm
 from auctions.models import Auction, AuctionEvent, Bid
 from core import clock
+from core.admin import NoEditsMixin
 from core.errors import ServiceError
 
 EDITABLE_FIELDS = ("title", "description")
@@ -42,19 +43,10 @@ class HasWinnerFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(NoEditsMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class BidInline(ReadOnlyInline):

@@ -156,19 +156,8 @@ def fmt_ms(v) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
 
-def _die_with_parent():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-DIE_WITH_PARENT = _die_with_parent()
+# Children die with the bench, exactly as with the launcher (stdlib only, no Django import).
+from deploy.launch import DIE_WITH_PARENT  # noqa: E402
 
 
 def raise_nofile() -> tuple[int, int]:

@@ -23,10 +23,8 @@ admin.site.site_title = "Gavel operations"
 admin.site.index_title = "Run the auction house"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Viewable, never added, changed or deleted through the admin."""
-
-    show_full_result_count = False  # these tables grow with every bid; one COUNT per page is enough
+class NoEditsMixin:
+    """Viewable, never added, changed or deleted through the admin (models and inlines alike)."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -36,6 +34,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(NoEditsMixin, admin.ModelAdmin):
+    show_full_result_count = False  # these tables grow with every bid; one COUNT per page is enough
 
 
 def _coins(account: Account | None, attribute: str) -> int | None:
