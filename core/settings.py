@@ -173,10 +173,17 @@ CELERY_TIMEZONE = "UTC"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "realtime.layer.BoundedPubSubChannelLayer",
-        # Messages buffered per socket before it counts as too slow and is closed (it resumes).
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "capacity": env_int("WS_BUFFER_MESSAGES", 200, minimum=10)},
+        # Messages buffered for a web process's hub (one channel per process, realtime.hub)
+        # before it counts as overflowed and its sockets refill from the event log.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL}],
+            "capacity": env_int("WS_LAYER_BUFFER_MESSAGES", 10000, minimum=10),
+        },
     }
 }
+# Frames buffered per socket while its client is not reading; past that it is closed with 1013
+# (try again later) and resumes from its last seq.
+WS_BUFFER_MESSAGES = env_int("WS_BUFFER_MESSAGES", 200, minimum=10)
 
 # --- Gavel ---------------------------------------------------------------------------------
 SIGNUP_BONUS = env_int("SIGNUP_BONUS", 1000, minimum=0)

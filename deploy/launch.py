@@ -252,10 +252,17 @@ def port_open(host: str, port: int) -> bool:
 # --- `run` ----------------------------------------------------------------------------------
 
 
+# uvicorn with Gavel's WebSocket protocol (uvicorn's sans-I/O one that writes an event's frame,
+# prepared once, to every socket: realtime/wsnode.py); no per-socket compression, which would
+# undo that and buys little on frames of a few hundred bytes.
+WEB_NODE = ["-m", "uvicorn", "core.asgi:application", "--ws", "realtime.wsnode:PreparedFrameProtocol",
+            "--ws-per-message-deflate", "false"]
+
+
 def process_table(host: str, port: str, bid_workers: int, state: Path) -> list[Child]:
     celery = [PYTHON, "-m", "celery", "-A", "celery_app"]
     quiet = ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
-    children = [Child("web", [PYTHON, "-m", "uvicorn", "core.asgi:application", "--host", host, "--port", port])]
+    children = [Child("web", [PYTHON, *WEB_NODE, "--host", host, "--port", port])]
     for k in range(1, bid_workers + 1):
         children.append(Child(f"bids{k}", celery + ["worker", "--bids", "--pool", "solo", "--hostname",
                                                     f"bids{k}@%h", "--queues", "bidworkers"] + quiet))

@@ -1,14 +1,19 @@
 """WebSocket consumers: auth, group membership and frame translation, nothing else.
 
-Ordering: a consumer handles one message at a time, so a `bid.result` published while the
-consumer is still answering `bid.queued` waits behind it, and events buffered while the snapshot
-is read come after it. Every event frame carries `seq`; a consumer that sees a gap (a message the
-channel layer dropped) refills it from the persisted log before going on, so its socket always
-gets N+1, N+2... exactly once.
+Sockets have no channel of their own: the process hub (realtime.hub) is the one channel-layer
+consumer and calls the `hub_*` hooks here, synchronously, for every frame of a socket's groups;
+every frame leaves through the socket's Outbox, in order.
+
+Ordering: events that arrive while the snapshot or a refill is being read wait in `waiting` and
+go out after it; user frames that arrive while a bid is being submitted wait until `bid.queued`
+is out. Every event frame carries `seq`; a socket that sees a gap (a message the channel layer
+dropped) refills it from the persisted log before going on, so it always gets N+1, N+2...
+exactly once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,9 +22,9 @@ import time
 from collections import deque
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from auctions import selectors, services
 from core import clock, ratelimit
@@ -27,6 +32,8 @@ from core.errors import ServiceError
 from core.metrics import SOCKETS_KEY
 from core.timefmt import iso
 from realtime import frames, snapshots
+from realtime.hub import hub
+from realtime.outbox import CLOSE_TOO_SLOW, Outbox
 from realtime.publish import LOBBY_GROUP, auction_group, user_group
 
 log = logging.getLogger(__name__)
@@ -40,7 +47,6 @@ ABUSE_WINDOW_S = 10.0
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_NOT_FOUND = 4404
-CLOSE_TOO_SLOW = 1013  # try again later: reconnect and resume
 
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -57,18 +63,25 @@ def _count_socket(delta: int) -> None:
 class _Base(AsyncWebsocketConsumer):
     """Shared by the room and the lobby: handshake auth, flood control, ping, user frames."""
 
+    # No channel per socket: the process hub receives for all of them (see realtime.hub).
+    channel_layer_alias = None
     groups_joined: list[str]
 
-    # Channel-layer messages whose handlers never touch the database. Channels closes stale DB
-    # connections before every message, a hop to the sync thread that the benchmark found to be
-    # over half of a web node's CPU per delivered frame; these skip it.
-    FANOUT_TYPES = frozenset({"auction.event", "user.frame", "lobby.auction", "layer.overflow"})
+    async def __call__(self, scope, receive, send) -> None:
+        self.outbox = Outbox(send, capacity=settings.WS_BUFFER_MESSAGES, on_overflow=self._too_slow)
+        self.held: list[dict[str, Any]] | None = None  # user frames held back while a bid is submitted
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+        await super().__call__(scope, receive, self.outbox.send)
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") in self.FANOUT_TYPES:
-            await getattr(self, get_handler_name(message))(message)
-            return
-        await super().dispatch(message)
+    def _too_slow(self) -> None:
+        """The client fell WS_BUFFER_MESSAGES frames behind; the Outbox sends the 1013 close."""
+        self.closing = True
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _refuse_bad_token(self) -> bool:
         if self.scope.get("auth_error"):
@@ -85,8 +98,7 @@ class _Base(AsyncWebsocketConsumer):
         self.groups_joined = list(groups)
         if self.user is not None:
             self.groups_joined.append(user_group(self.user.pk))
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await hub().join(self, self.groups_joined)
         self.tokens = float(FRAME_BURST)
         self.tokens_at = time.monotonic()
         self.abuse: deque[float] = deque()
@@ -94,8 +106,10 @@ class _Base(AsyncWebsocketConsumer):
         self.counted = True
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        self.closing = True
+        for task in list(getattr(self, "tasks", ())):
+            task.cancel()
+        await hub().leave(self, getattr(self, "groups_joined", []))
         if getattr(self, "counted", False):
             self.counted = False
             await database_sync_to_async(_count_socket)(-1)
@@ -126,7 +140,7 @@ class _Base(AsyncWebsocketConsumer):
         await super().close(code=code, reason=reason)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if getattr(self, "closing", False):
+        if self.closing:
             return  # frames already in flight when we closed
         raw = text_data if text_data is not None else (bytes_data or b"")
         size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
@@ -156,26 +170,26 @@ class _Base(AsyncWebsocketConsumer):
     async def on_ping(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=frames.encode({"type": "pong", "server_time": iso(clock.now())}))
 
-    # --- channel layer messages ---
+    # --- the hub's hooks: synchronous, called for every frame of this socket's groups ---
 
-    async def user_frame(self, message: dict[str, Any]) -> None:
-        frame = message["frame"]
-        if frame.get("type") == "bid.result" and not self.wants_bid_results(frame):
-            return
-        await self.send(text_data=message.get("text") or frames.encode(frame))
+    def hub_message(self, kind: str, message: dict[str, Any], out: dict[str, Any]) -> None:
+        if kind == "user.frame":
+            frame = message["frame"]
+            if frame.get("type") == "bid.result" and not self.wants_bid_results(frame):
+                return
+            if self.held is not None:
+                self.held.append(out)
+            else:
+                self.outbox.put(out)
 
     def wants_bid_results(self, frame: dict[str, Any]) -> bool:
         return False
 
-    async def auction_event(self, message: dict[str, Any]) -> None:
+    def hub_resync(self) -> None:
         pass
 
-    async def layer_overflow(self, message: dict[str, Any]) -> None:
-        """This socket fell `capacity` messages behind: cut it off; the client resumes."""
-        await self.close(code=CLOSE_TOO_SLOW)
-
-    async def lobby_auction(self, message: dict[str, Any]) -> None:
-        pass
+    def hub_behind(self, seq: int) -> bool:
+        return False
 
 
 class AuctionConsumer(_Base):
@@ -186,16 +200,19 @@ class AuctionConsumer(_Base):
             return
         self.auction_id = int(self.scope["url_route"]["kwargs"]["auction_id"])
         self.last_seq: int | None = None
+        # Events that arrive while a snapshot or a refill is read wait here, in arrival order.
+        self.waiting: list[tuple[int, dict[str, Any]]] | None = []
         if not await database_sync_to_async(snapshots.auction_exists)(self.auction_id):
             await self.accept()
             await self._error("not_found", "no such auction")
             await self.close(code=CLOSE_NOT_FOUND)
             return
         # Subscribe before reading the snapshot: whatever commits after the read is already
-        # queued for us, and whatever committed before it is in the snapshot.
+        # on its way to us, and whatever committed before it is in the snapshot.
         await self._join(auction_group(self.auction_id))
         await self.accept()
         await self._send_snapshot()
+        await self._catch_up()
 
     async def _send_snapshot(self) -> None:
         snap = await database_sync_to_async(snapshots.auction_snapshot)(auction_id=self.auction_id, viewer=self.user)
@@ -205,27 +222,64 @@ class AuctionConsumer(_Base):
         self.last_seq = snap["seq"]
         await self.send(text_data=frames.encode(snap))
 
-    async def auction_event(self, message: dict[str, Any]) -> None:
-        seq = message["seq"]
-        if self.last_seq is None or seq <= self.last_seq:
-            return  # already in the snapshot or already sent
-        if seq > self.last_seq + 1:
-            await self._backfill()
-            if seq <= self.last_seq:
-                return
-        await self.send(text_data=message["text"])
-        self.last_seq = seq
-
-    async def _backfill(self) -> None:
-        """The channel layer dropped something: send the missing events from the log."""
-        assert self.last_seq is not None
-        events = await database_sync_to_async(snapshots.events_since)(auction_id=self.auction_id, after=self.last_seq)
-        if events is None:
-            await self._send_snapshot()
+    def hub_message(self, kind: str, message: dict[str, Any], out: dict[str, Any]) -> None:
+        if kind != "auction.event":
+            super().hub_message(kind, message, out)
             return
-        for event in events:
-            await self.send(text_data=frames.encode({"type": "event", "event": event}))
-            self.last_seq = event["seq"]
+        if self.closing:
+            return
+        seq = message["seq"]
+        if self.waiting is not None:
+            self.waiting.append((seq, out))
+            if len(self.waiting) > settings.WS_BUFFER_MESSAGES:
+                self.waiting.clear()
+                self.closing = True
+                self.outbox.put({"type": "websocket.close", "code": CLOSE_TOO_SLOW})
+            return
+        last = self.last_seq
+        if last is None or seq <= last:
+            return  # already in the snapshot or already sent
+        if seq == last + 1:
+            self.outbox.put(out)
+            self.last_seq = seq
+            return
+        self.waiting = [(seq, out)]
+        self._spawn(self._catch_up())
+
+    def hub_resync(self) -> None:
+        if self.waiting is None and self.last_seq is not None and not self.closing:
+            self.waiting = []
+            self._spawn(self._catch_up(refill=True))
+
+    def hub_behind(self, seq: int) -> bool:
+        return self.waiting is None and self.last_seq is not None and self.last_seq < seq
+
+    async def _catch_up(self, *, refill: bool = False) -> None:
+        """Send what waited, refilling any gap in front of it from the log first; until this
+        returns, new events keep joining `waiting`, so nothing overtakes anything."""
+        while not self.closing:
+            waiting = self.waiting
+            assert waiting is not None and self.last_seq is not None
+            while waiting and waiting[0][0] <= self.last_seq + 1:
+                seq, out = waiting.pop(0)
+                if seq == self.last_seq + 1:
+                    self.outbox.put(out)
+                    self.last_seq = seq
+            if not waiting and not refill:
+                self.waiting = None
+                return
+            refill = False
+            before = self.last_seq
+            events = await hub().events_since(self.auction_id, self.last_seq)
+            if events is None:
+                await self._send_snapshot()
+                continue
+            for seq, out in events:
+                if seq == self.last_seq + 1:
+                    self.outbox.put(out)
+                    self.last_seq = seq
+            if self.last_seq == before:
+                await asyncio.sleep(0.5)  # the log does not have it yet: do not spin on the database
 
     def handlers(self) -> dict[str, Any]:
         return {"ping": self.on_ping, "resume": self.on_resume, "bid": self.on_bid}
@@ -238,14 +292,18 @@ class AuctionConsumer(_Base):
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             await self._error("invalid_field", "after_seq must be a whole number >= 0")
             return
-        events = await database_sync_to_async(snapshots.events_since)(auction_id=self.auction_id, after=after)
+        owner = self.waiting is None  # else a catch-up is running and sends what waits
+        if owner:
+            self.waiting = []
+        events = await hub().events_since(self.auction_id, after)
         if events is None:
             await self._send_snapshot()
-            return
-        for event in events:
-            await self.send(text_data=frames.encode({"type": "event", "event": event}))
-        if events:
-            self.last_seq = max(self.last_seq or 0, events[-1]["seq"])
+        else:
+            for seq, out in events:
+                self.outbox.put(out)
+                self.last_seq = max(self.last_seq or 0, seq)
+        if owner:
+            await self._catch_up()
 
     async def on_bid(self, frame: dict[str, Any]) -> None:
         client_bid_id = frame.get("client_bid_id")
@@ -256,6 +314,8 @@ class AuctionConsumer(_Base):
         if client_bid_id is not None and not isinstance(client_bid_id, str):
             await self._error("invalid_field", "client_bid_id must be a string")
             return
+        # Its bid.result may be decided and published before bid.queued is out: hold it back.
+        self.held = []
         try:
             result = await database_sync_to_async(_submit)(
                 auction_id=self.auction_id, user=self.user, amount=frame.get("amount"),
@@ -267,12 +327,17 @@ class AuctionConsumer(_Base):
             else:
                 await self._error(exc.code, exc.message, client_bid_id=echo)
             return
-        bid, decided = result
-        await self.send(text_data=frames.encode({"type": "bid.queued", "bid": bid}))
-        if decided:
-            # A repeated client_bid_id whose bid was decided already: its result will not be
-            # published again, so answer it here.
-            await self.send(text_data=frames.encode({"type": "bid.result", "bid": bid}))
+        else:
+            bid, decided = result
+            await self.send(text_data=frames.encode({"type": "bid.queued", "bid": bid}))
+            if decided:
+                # A repeated client_bid_id whose bid was decided already: its result will not
+                # be published again, so answer it here.
+                await self.send(text_data=frames.encode({"type": "bid.result", "bid": bid}))
+        finally:
+            held, self.held = self.held, None
+            for out in held:
+                self.outbox.put(out)
 
 
 def _submit(*, auction_id: int, user, amount, max_amount, client_bid_id) -> tuple[dict[str, Any], bool]:
@@ -292,8 +357,19 @@ class LobbyConsumer(_Base):
             return
         await self._join(LOBBY_GROUP)
         await self.accept()
+        await self._send_snapshot()
+
+    async def _send_snapshot(self) -> None:
         snap = await database_sync_to_async(snapshots.lobby_snapshot)()
         await self.send(text_data=frames.encode(snap))
 
-    async def lobby_auction(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=message["text"])
+    def hub_message(self, kind: str, message: dict[str, Any], out: dict[str, Any]) -> None:
+        if kind == "lobby.auction":
+            self.outbox.put(out)
+        else:
+            super().hub_message(kind, message, out)
+
+    def hub_resync(self) -> None:
+        # Lobby changes carry no seq: after a loss, a fresh snapshot is the repair.
+        if not self.closing:
+            self._spawn(self._send_snapshot())

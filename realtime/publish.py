@@ -87,7 +87,9 @@ def _get_sender() -> _Sender:
 
 
 def send(group: str, message: dict[str, Any]) -> None:
-    _get_sender().put(group, message)
+    # Each web process receives for all its sockets on one channel (realtime.hub): the group
+    # travels with the message so the process knows whose sockets it is for.
+    _get_sender().put(group, {**message, "group": group})
 
 
 def flush(timeout: float = 5.0) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from django.db import connection
 
+from deploy.launch import WEB_NODE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,8 +112,8 @@ def free_port() -> int:
 
 
 def web_node(name: str, port: int) -> Proc:
-    return Proc(name, [sys.executable, "-m", "uvicorn", "core.asgi:application", "--host", "127.0.0.1",
-                       "--port", str(port), "--no-access-log", "--lifespan", "off"], _env())
+    return Proc(name, [sys.executable, *WEB_NODE, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                       "--lifespan", "off"], _env())
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:

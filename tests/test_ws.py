@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing.websocket import WebsocketCommunicator
 
 from auctions import services
 from core import tokens
 from core.asgi import application
+from realtime.publish import auction_group
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -93,6 +95,59 @@ def test_a_bid_over_the_socket_is_queued_then_decided(make_user, make_auction):
         again = await receive(comm)
         assert again["type"] == "bid.queued" and again["bid"]["bid_id"] == queued["bid"]["bid_id"]
         assert (await receive(comm))["bid"]["status"] == "accepted"
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_a_result_decided_before_the_socket_answered_still_comes_after_bid_queued(make_user, make_auction, monkeypatch):
+    """A fast worker can decide a bid, and its bid.result reach the process, before the socket has
+    sent bid.queued; the client must still see queued first."""
+    import time
+
+    from realtime import consumers, publish
+
+    alice = make_user("alice")
+    auction = make_auction()
+    real = consumers._submit
+
+    def submit_then_decide(**kwargs):
+        answer = real(**kwargs)
+        services.bids_decide_pending(auction_id=auction.pk)
+        publish.flush()
+        time.sleep(0.3)  # bid.result is in the process's hub before bid.queued goes out
+        return answer
+
+    monkeypatch.setattr(consumers, "_submit", submit_then_decide)
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
+        await receive(comm)
+        await comm.send_json_to({"type": "bid", "amount": 25, "client_bid_id": "c1"})
+        got = [await receive(comm) for _ in range(3)]
+        own = [f["type"] for f in got if f["type"] != "event"]
+        assert own == ["bid.queued", "bid.result"]
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_the_web_session_cookie_identifies_the_socket_user(make_user, make_auction):
+    from django.test import Client
+
+    make_user("alice")
+    auction = make_auction()
+    browser = Client()
+    assert browser.login(username="alice", password="correct-horse-42")
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+
+    async def scenario():
+        comm = WebsocketCommunicator(application, f"/ws/auctions/{auction.pk}/", headers=[(b"cookie", cookie)])
+        assert (await comm.connect(timeout=5))[0]
+        await receive(comm)
+        await comm.send_json_to({"type": "bid", "amount": 25})
+        queued = await receive(comm)
+        assert queued["type"] == "bid.queued" and queued["bid"]["bidder"] == "alice"
         await comm.disconnect()
 
     run(scenario())
@@ -253,36 +308,125 @@ def test_the_outbid_user_hears_it_in_the_room_and_the_lobby(make_user, make_auct
     run(scenario())
 
 
-def test_a_socket_that_falls_too_far_behind_is_cut_off_to_resume(make_auction, settings, monkeypatch):
-    """A client that stops reading must not grow server memory: its buffer is bounded, and when
+def test_a_socket_that_falls_too_far_behind_is_cut_off_to_resume(make_auction, settings):
+    """A client that stops reading must not grow server memory: its backlog is bounded, and when
     it overflows the socket is closed with 1013 so the client reconnects and resumes."""
-    from channels.layers import get_channel_layer
+    from realtime.hub import hub
 
-    from realtime import consumers
-    from realtime.publish import auction_group
-
-    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
-                                           "CONFIG": {**settings.CHANNEL_LAYERS["default"]["CONFIG"], "capacity": 5}}}
+    settings.WS_BUFFER_MESSAGES = 5
     auction = make_auction()
-    real = consumers.AuctionConsumer.auction_event
+    group = auction_group(auction.pk)
+    reading = asyncio.Event()
 
-    async def slow_socket(self, message):
-        await asyncio.sleep(0.5)  # the client is not reading; sending blocks
-        await real(self, message)
+    def stalled(inner):
+        # The server's transport is full: every frame after the snapshot waits for the client.
+        async def app(scope, receive, send):
+            texts = []
 
-    monkeypatch.setattr(consumers.AuctionConsumer, "auction_event", slow_socket)
+            async def send_when_read(message):
+                if message["type"] == "websocket.send":
+                    if texts:
+                        await reading.wait()
+                    texts.append(message["text"])
+                await send(message)
+
+            await inner(scope, receive, send_when_read)
+        return app
+
+    async def scenario():
+        comm = WebsocketCommunicator(stalled(application), f"/ws/auctions/{auction.pk}/")
+        assert (await comm.connect(timeout=5))[0]
+        assert (await receive(comm))["type"] == "snapshot"
+        layer = get_channel_layer()
+        for seq in range(2, 40):
+            message = {"type": "auction.event", "group": group, "seq": seq, "text": json.dumps({"seq": seq})}
+            await layer.group_send(group, message)
+        member = next(iter(hub().groups[group]))
+        for _ in range(100):
+            if member.outbox.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert member.outbox.closed and member.outbox.backlog <= 5
+        reading.set()  # the client reads again (or its connection dies): what is left goes out
+        frames_after = []
+        while True:
+            out = await comm.receive_output(timeout=5)
+            if out["type"] == "websocket.close":
+                assert out["code"] == 1013
+                break
+            frames_after.append(json.loads(out["text"])["seq"])
+        assert frames_after == [2], "the frames behind the stalled one were dropped, not kept"
+
+    run(scenario())
+
+
+def test_sockets_of_one_process_share_one_subscription_and_each_gets_every_event(make_user, make_auction):
+    alice = make_user("alice")
+    auction = make_auction()
+    group = auction_group(auction.pk)
+
+    async def scenario():
+        socks = [await connect(f"/ws/auctions/{auction.pk}/") for _ in range(3)]
+        for comm in socks:
+            assert (await receive(comm))["seq"] == 1
+        layer = get_channel_layer()._get_layer()
+        assert len(layer.groups[layer._get_group_channel_name(group)]) == 1, "one channel per process"
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=alice, amount=10)
+        await decide(auction.pk)
+        for comm in socks:
+            frame = await receive(comm)
+            assert frame["type"] == "event" and frame["event"]["seq"] == 2
+            assert await comm.receive_nothing(0.2)
+        for comm in socks:
+            await comm.disconnect()
+        assert layer._get_group_channel_name(group) not in layer.groups
+
+    run(scenario())
+
+
+def test_a_lost_last_event_of_a_quiet_auction_is_refilled_by_the_audit(make_user, make_auction, monkeypatch):
+    """The pub/sub layer drops silently across a Redis blip; if that was the auction's last event,
+    no later seq reveals the gap. The hub's audit compares the log with what sockets got."""
+    from realtime import hub as hub_module
+    from realtime import publish
+
+    monkeypatch.setattr(hub_module, "AUDIT_S", 0.2)
+    alice = make_user("alice")
+    auction = make_auction()
 
     async def scenario():
         comm = await connect(f"/ws/auctions/{auction.pk}/")
-        await receive(comm)
-        layer = get_channel_layer()
-        for seq in range(2, 40):
-            await layer.group_send(auction_group(auction.pk), {"type": "auction.event", "seq": seq, "text": "{}"})
-        while True:
-            out = await comm.receive_output(timeout=10)
-            if out["type"] == "websocket.close":
-                assert out["code"] == 1013
-                return
+        assert (await receive(comm))["seq"] == 1
+        monkeypatch.setattr(publish, "publish_events", lambda auction_id, events: None)
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=alice, amount=10)
+        await decide(auction.pk)
+        frame = await receive(comm, timeout=5)
+        assert frame["type"] == "event" and frame["event"]["seq"] == 2
+        assert await comm.receive_nothing(0.6), "refilled once, not on every audit"
+        await comm.disconnect()
+
+    run(scenario())
+
+
+def test_when_the_process_buffer_overflows_sockets_refill_from_the_log(make_user, make_auction, monkeypatch):
+    from realtime import publish
+    from realtime.hub import hub
+
+    alice = make_user("alice")
+    auction = make_auction()
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/")
+        assert (await receive(comm))["seq"] == 1
+        monkeypatch.setattr(publish, "publish_events", lambda auction_id, events: None)
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=alice, amount=10)
+        await decide(auction.pk)
+        assert await comm.receive_nothing(0.2)
+        # What the bounded layer puts in the process's queue in place of what it dropped.
+        await get_channel_layer().send(hub().channel, {"type": "layer.overflow"})
+        frame = await receive(comm)
+        assert frame["type"] == "event" and frame["event"]["seq"] == 2
+        await comm.disconnect()
 
     run(scenario())
 

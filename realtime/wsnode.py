@@ -1,0 +1,47 @@
+"""The web node's WebSocket protocol: uvicorn's sans-I/O one, plus frames prepared once.
+
+An event goes to every watching socket of a process as the same bytes, so the hub frames it once
+(`prepare`) and hands each socket an ASGI `websocket.send` message that carries the finished
+frame under FRAME_KEY next to the usual `text`. This protocol writes those bytes to the transport
+as they are; any other server, or this one when it cannot (a compression extension was
+negotiated, the connection is closing, the transport is full), ignores the key and sends `text`
+the ordinary way. Server-to-client frames are never masked, so the bytes are the same for every
+client.
+
+Used by `uvicorn --ws realtime.wsnode:PreparedFrameProtocol` (deploy/launch.py WEB_NODE). Web
+nodes also run with `--ws-per-message-deflate false`: compression is per socket, so it would undo
+the once-per-event framing, and event frames are a few hundred bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import OP_TEXT, Frame
+from websockets.protocol import OPEN
+
+FRAME_KEY = "gavel.frame"
+
+
+def prepare(text: str) -> dict[str, Any]:
+    """The ASGI message for one text frame, with the frame's bytes ready for every socket."""
+    return {"type": "websocket.send", "text": text, FRAME_KEY: Frame(OP_TEXT, text.encode()).serialize(mask=False)}
+
+
+class PreparedFrameProtocol(WebSocketsSansIOProtocol):
+    async def send(self, message: Any) -> None:
+        frame = message.get(FRAME_KEY)
+        if (
+            frame is not None
+            and self.writable.is_set()
+            and self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.conn.state is OPEN
+            and not self.conn.extensions
+        ):
+            self.transport.write(frame)
+            return
+        await super().send(message)
