@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -43,6 +45,7 @@ from array import array
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -171,6 +174,415 @@ def raise_nofile() -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------
+# the raw WebSocket client (--client raw, the default): RFC 6455 by hand over asyncio.Protocol
+# --------------------------------------------------------------------------------------------
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+MAX_FRAME = 2**20  # the same cap as the websockets client's max_size
+MAX_RESPONSE_HEAD = 16384
+
+
+class WsProtocolError(Exception):
+    """The server broke RFC 6455; `code` is the close code the client answers with."""
+
+    def __init__(self, message: str, code: int = 1002) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def ws_key() -> str:
+    """A fresh Sec-WebSocket-Key: 16 random bytes, base64."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def ws_accept(key: str) -> str:
+    """The Sec-WebSocket-Accept a server must answer `key` with: base64(sha1(key + GUID))."""
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def split_ws_url(url: str) -> tuple[str, int, str]:
+    """ws://host:port/path?query -> (host, port, path?query)."""
+    u = urlsplit(url)
+    if u.scheme != "ws" or not u.hostname:
+        raise ValueError(f"the raw client speaks plain ws:// only, not {url!r}")
+    return u.hostname, u.port or 80, (u.path or "/") + (f"?{u.query}" if u.query else "")
+
+
+def upgrade_request(host: str, port: int, path: str, key: str) -> bytes:
+    """The client's opening handshake (RFC 6455 4.1). No extensions (so no compression) and no
+    subprotocol are offered."""
+    return (
+        f"GET {path} HTTP/1.1\r\n"
+        f"Host: {host if port == 80 else f'{host}:{port}'}\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "\r\n"
+    ).encode("ascii")
+
+
+def check_upgrade_response(head: bytes, key: str) -> str | None:
+    """None if `head` (the response's status line and headers, without the blank line) accepts
+    the upgrade; otherwise why not, starting with the status line."""
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].strip()
+    parts = status.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or parts[1] != "101":
+        return status[:160] or "empty response"
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            return f"{status}: malformed header line {line[:80]!r}"
+        name = name.strip().lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if headers.get("upgrade", "").lower() != "websocket":
+        return f"{status}: Upgrade is {headers.get('upgrade')!r}"
+    if "upgrade" not in {t.strip().lower() for t in headers.get("connection", "").split(",")}:
+        return f"{status}: Connection is {headers.get('connection')!r}"
+    if headers.get("sec-websocket-accept") != ws_accept(key):
+        return f"{status}: Sec-WebSocket-Accept {headers.get('sec-websocket-accept')!r} does not match the key"
+    for name in ("sec-websocket-extensions", "sec-websocket-protocol"):
+        if name in headers:  # neither was offered, so the server may not pick one
+            return f"{status}: unexpected {name} {headers[name]!r}"
+    return None
+
+
+def apply_mask(payload: bytes, mask: bytes) -> bytes:
+    """payload XOR the 4-byte mask repeated (RFC 6455 5.3); the same call unmasks."""
+    n = len(payload)
+    if not n:
+        return b""
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+def client_frame(opcode: int, payload: bytes = b"", mask: bytes | None = None) -> bytes:
+    """One unfragmented client frame. Client frames MUST be masked (RFC 6455 5.1); the mask is
+    random unless a test passes one."""
+    if mask is None:
+        mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    return head + mask + apply_mask(payload, mask)
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """(code, reason) of a close frame's payload; 1005 (no status) when it carries none."""
+    if len(payload) >= 2:
+        return int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8", "replace")
+    return 1005, ""
+
+
+class FrameReader:
+    """Incremental parser of server-to-client frames: feed() it whatever data_received got.
+
+    A chunk may hold part of a frame or several frames; an incomplete tail is kept until the
+    bytes it needs have arrived (no re-parse per chunk while a big frame trickles in). Server
+    frames are unmasked; payload lengths are 7-, 16- or 64-bit. Fragmented messages
+    (continuation frames) are reassembled, with control frames allowed in between. Complete
+    messages and control frames go to the on_* hooks; a protocol violation raises
+    WsProtocolError with the close code to answer with.
+
+    The hot path is one unfragmented text frame: a header check, one bytes slice, one decode."""
+
+    __slots__ = ("_tail", "_need", "_frag_op", "_frag", "max_size")
+
+    def __init__(self, max_size: int = MAX_FRAME) -> None:
+        self._tail = bytearray()  # an incomplete frame carried over from earlier chunks
+        self._need = 0  # len(_tail) at which parsing can make progress again
+        self._frag_op: int | None = None  # opcode of the fragmented message being assembled
+        self._frag: bytearray | None = None
+        self.max_size = max_size
+
+    # hooks
+    def on_text(self, text: str) -> None:
+        pass
+
+    def on_binary(self, data: bytes) -> None:
+        pass
+
+    def on_ping(self, payload: bytes) -> None:
+        pass
+
+    def on_pong(self, payload: bytes) -> None:
+        pass
+
+    def on_close(self, code: int, reason: str) -> None:
+        pass
+
+    def feed(self, data: bytes) -> None:
+        if self._tail:
+            tail = self._tail
+            tail += data
+            if len(tail) < self._need:
+                return
+            data = bytes(tail)
+            tail.clear()
+        n = len(data)
+        i = 0
+        need = 0
+        try:
+            while True:
+                avail = n - i
+                if avail < 2:
+                    need = 2
+                    break
+                b0 = data[i]
+                b1 = data[i + 1]
+                length = b1 & 0x7F
+                if length < 126:
+                    h = 2
+                elif length == 126:
+                    if avail < 4:
+                        need = 4
+                        break
+                    length = (data[i + 2] << 8) | data[i + 3]
+                    h = 4
+                else:
+                    if avail < 10:
+                        need = 10
+                        break
+                    length = int.from_bytes(data[i + 2:i + 10], "big")
+                    h = 10
+                if b1 & 0x80:
+                    raise WsProtocolError("masked frame from the server")
+                if b0 & 0x70:
+                    raise WsProtocolError("RSV bits set, but no extension was negotiated")
+                if length > self.max_size:
+                    raise WsProtocolError(f"frame of {length} bytes > {self.max_size}", 1009)
+                end = i + h + length
+                if end > n:
+                    need = h + length
+                    break
+                payload = data[i + h:end]
+                i = end
+                if b0 == 0x81 and self._frag_op is None:  # FIN + text: the hot path
+                    self.on_text(payload.decode())
+                else:
+                    self._frame(b0 & 0x80, b0 & 0x0F, payload)
+        except UnicodeDecodeError as exc:
+            raise WsProtocolError("invalid UTF-8 in a text message", 1007) from exc
+        if i < n:
+            self._tail += memoryview(data)[i:]
+            self._need = need
+
+    def _frame(self, fin: int, op: int, payload: bytes) -> None:
+        if op >= 8:
+            if not fin or len(payload) > 125:
+                raise WsProtocolError("fragmented or oversized control frame")
+            if op == OP_PING:
+                self.on_ping(payload)
+            elif op == OP_PONG:
+                self.on_pong(payload)
+            elif op == OP_CLOSE:
+                self.on_close(*parse_close(payload))
+            else:
+                raise WsProtocolError(f"unknown opcode {op}")
+            return
+        if op == OP_CONT:
+            if self._frag is None:
+                raise WsProtocolError("continuation frame without a message to continue")
+            self._frag += payload
+            if len(self._frag) > self.max_size:
+                raise WsProtocolError(f"message of more than {self.max_size} bytes", 1009)
+            if not fin:
+                return
+            op, payload = self._frag_op, bytes(self._frag)
+            self._frag_op = self._frag = None
+        elif op == OP_TEXT or op == OP_BINARY:
+            if self._frag is not None:
+                raise WsProtocolError("new message while a fragmented one is unfinished")
+            if not fin:
+                self._frag_op, self._frag = op, bytearray(payload)
+                return
+        else:
+            raise WsProtocolError(f"unknown opcode {op}")
+        if op == OP_TEXT:
+            self.on_text(payload.decode())
+        else:
+            self.on_binary(payload)
+
+
+class RawConnectError(Exception):
+    """Opening a raw watcher failed; the message is the `errors` key."""
+
+
+class RawWatcher(FrameReader, asyncio.Protocol):
+    """One watcher socket over a plain TCP connection: the opening handshake by hand, the first
+    text frame must be the snapshot, then every text frame goes to the process's _Tally.
+
+    phase: connect -> handshake -> snapshot -> open -> closed; or failed (a connect error, or
+    given up by the opener), after which nothing is counted."""
+
+    __slots__ = ("tally", "node", "host", "port", "path", "key", "opened", "transport", "phase", "head",
+                 "sock", "now")
+
+    def __init__(self, tally: _Tally, node: int, host: str, port: int, path: str, opened: asyncio.Future) -> None:
+        FrameReader.__init__(self)
+        self.tally = tally
+        self.node = node
+        self.host, self.port, self.path = host, port, path
+        self.key = ws_key()
+        self.opened = opened  # result: the _Sock, once the snapshot is in; exception: RawConnectError
+        self.transport: asyncio.Transport | None = None
+        self.phase = "connect"
+        self.head: bytearray | None = bytearray()
+        self.sock: _Sock | None = None
+        self.now = 0.0
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.phase = "handshake"
+        transport.write(upgrade_request(self.host, self.port, self.path, self.key))
+
+    def data_received(self, data: bytes) -> None:
+        # One wall-clock read per chunk, not per frame: frames that arrive in the same chunk
+        # became readable at the same moment, so they share the receive time, and a chunk that
+        # coalesces a backlog costs one time.time() instead of one per frame.
+        self.now = time.time()
+        if self.phase == "open":
+            try:
+                self.feed(data)
+            except Exception as exc:  # noqa: BLE001 - the socket's result, not a crash
+                self._fail(exc)
+            return
+        if self.phase == "handshake":
+            data = self._handshake(data)
+            if not data:
+                return
+        if self.phase in ("snapshot", "open"):
+            try:
+                self.feed(data)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        why = "connection lost" + (f": {exc}" if exc else "")
+        if self.phase == "open":
+            self._closed(why)
+        elif self.phase in ("connect", "handshake", "snapshot"):
+            self._connect_failed(f"{'snapshot' if self.phase == 'snapshot' else 'handshake'} {why}")
+
+    # --- frames ---
+
+    def on_text(self, text: str) -> None:
+        s = self.sock
+        if s is not None:
+            if self.phase == "open":
+                self.tally.on_text(s, text, self.now)
+        elif self.phase == "snapshot":
+            self._snapshot(text)
+
+    def on_binary(self, data: bytes) -> None:
+        if self.phase == "snapshot":
+            self._connect_failed(f"first frame not a snapshot: {data[:120]!r}")
+
+    def on_ping(self, payload: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(client_frame(OP_PONG, payload))
+
+    def on_close(self, code: int, reason: str) -> None:
+        transport = self.transport
+        if not transport.is_closing():  # echo the code, then close our side (RFC 6455 5.5.1)
+            transport.write(client_frame(OP_CLOSE, code.to_bytes(2, "big") if code != 1005 else b""))
+        why = f"close {code}: {reason}"[:160]
+        if self.phase == "open":
+            self._closed(why)
+        elif self.phase == "snapshot":
+            self._connect_failed(f"snapshot ConnectionClosed: {why}")
+        transport.close()
+
+    # --- helpers ---
+
+    def _handshake(self, data: bytes) -> bytes:
+        """Collect the upgrade response; returns whatever followed it (frames), b"" if none yet."""
+        head = self.head
+        head += data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > MAX_RESPONSE_HEAD:
+                self._connect_failed(f"InvalidHandshake: response head over {MAX_RESPONSE_HEAD} bytes")
+            return b""
+        problem = check_upgrade_response(bytes(head[:end]), self.key)
+        if problem is not None:
+            self._connect_failed(f"InvalidHandshake: {problem}")
+            return b""
+        rest = bytes(head[end + 4:])
+        self.head = None
+        self.phase = "snapshot"
+        return rest
+
+    def _snapshot(self, text: str) -> None:
+        try:
+            snap = json.loads(text)
+            if snap.get("type") != "snapshot":
+                self._connect_failed(f"first frame not a snapshot: {text[:120]}")
+                return
+            self.sock = _Sock(self.node, int(snap["seq"]))
+        except Exception as exc:  # noqa: BLE001
+            self._connect_failed(f"snapshot {type(exc).__name__}: {str(exc)[:160]}")
+            return
+        self.phase = "open"
+        if not self.opened.done():
+            self.opened.set_result(self.sock)
+
+    def _fail(self, exc: Exception) -> None:
+        """A frame could not be handled: protocol error -> close with its code; anything else is
+        the benchmark's own failure (e.g. the fast parser cross-check), recorded as a close."""
+        why = f"{type(exc).__name__}: {str(exc)[:140]}"
+        code = exc.code if isinstance(exc, WsProtocolError) else 1011
+        transport = self.transport
+        if not transport.is_closing():
+            transport.write(client_frame(OP_CLOSE, code.to_bytes(2, "big")))
+        if self.phase == "snapshot":
+            self._connect_failed(f"snapshot {why}")
+        elif self.phase == "open":
+            self._closed(why)
+        transport.close()
+
+    def _closed(self, why: str) -> None:
+        self.phase = "closed"
+        self.tally.socket_closed(self.sock, why)
+
+    def _connect_failed(self, why: str) -> None:
+        self.abandon()
+        if not self.opened.done():
+            self.opened.set_exception(RawConnectError(why))
+
+    def abandon(self) -> None:
+        """Stop counting this socket and close it (a failed or timed-out open)."""
+        self.phase = "failed"
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_raw(loop: asyncio.AbstractEventLoop, proto: RawWatcher) -> _Sock:
+    """Connect `proto`, do the handshake and read the snapshot. The caller bounds the time."""
+    await loop.create_connection(lambda: proto, proto.host, proto.port)
+    return await proto.opened
+
+
+def raw_open_error(exc: BaseException, proto: RawWatcher) -> str:
+    """The `errors` key for a failed raw open, in the websockets client's style."""
+    if isinstance(exc, RawConnectError):
+        return str(exc)[:200]
+    if isinstance(exc, TimeoutError):
+        return f"TimeoutError: timed out during {proto.phase}"
+    return f"{type(exc).__name__}: {str(exc)[:160]}"
+
+
+# --------------------------------------------------------------------------------------------
 # the client processes
 # --------------------------------------------------------------------------------------------
 
@@ -215,6 +627,74 @@ def _parse_event(msg: str):
     return int(msg[i:j]), msg[k + 6:msg.index('"', k + 6)]
 
 
+class _Tally:
+    """What one client process counts, the same for both client implementations: per socket
+    (in its _Sock) dups, out-of-order, gaps; per node the latencies; per event the first and
+    last delivery; the closes; and when every socket has reached the final seq."""
+
+    def __init__(self, nodes: int) -> None:
+        self.lat = {n: array("d") for n in range(nodes)}
+        self.per_event: dict[int, list] = {}  # seq -> [count, first_recv, last_recv, at]
+        self.at_cache: dict = {}
+        self.closed_during: Counter = Counter()
+        self.verify_left = 20  # cross-check the fast parser against json.loads on a few frames
+        self.fatal: str | None = None  # the cross-check failed: the whole client reports an error
+        self.final: int | None = None
+        self.pending = 0
+        self.all_done = asyncio.Event()
+
+    def on_text(self, s: _Sock, msg: str, now: float) -> None:
+        """One text frame received on socket `s` at wall time `now`."""
+        parsed = _parse_event(msg)
+        if self.verify_left > 0 and msg.startswith('{"type":"event"'):
+            self.verify_left -= 1
+            full = json.loads(msg)["event"]
+            if parsed is None or parsed != (full["seq"], full["at"]):
+                self.fatal = f"fast parser disagrees with json.loads on {msg[:200]}"
+                raise RuntimeError(self.fatal)
+        if parsed is None:
+            return  # pong, error, other frames
+        seq, at = parsed
+        s.frames += 1
+        off = seq - s.base - 1
+        if off < 0:
+            s.dups += 1  # already in the snapshot
+            return
+        if off >= len(s.seen):
+            s.seen.extend(b"\0" * (off + 64 - len(s.seen)))
+        if s.seen[off]:
+            s.dups += 1
+            return
+        s.seen[off] = 1
+        if seq < s.last:
+            s.ooo += 1
+        elif seq > s.last + 1:
+            s.gaps += 1
+        if seq > s.last:
+            s.last = seq
+        at_epoch = _at_epoch(at, self.at_cache)
+        self.lat[s.node].append((now - at_epoch) * 1000.0)
+        ev = self.per_event.get(seq)
+        if ev is None:
+            self.per_event[seq] = [1, now, now, at_epoch]
+        else:
+            ev[0] += 1
+            if now < ev[1]:
+                ev[1] = now
+            if now > ev[2]:
+                ev[2] = now
+        final = self.final
+        if final is not None and s.last >= final and not s.done:
+            s.done = True
+            self.pending -= 1
+            if self.pending <= 0:
+                self.all_done.set()
+
+    def socket_closed(self, s: _Sock, why: str) -> None:
+        s.closed = why
+        self.closed_during[why] += 1
+
+
 def client_proc(idx: int, cfg: dict, conn) -> None:
     """One client process: open its share of sockets, then count event frames."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
@@ -241,9 +721,6 @@ def client_proc(idx: int, cfg: dict, conn) -> None:
 
 
 async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
     loop = asyncio.get_running_loop()
     my = list(range(idx, cfg["watchers"], cfg["clients"]))
     urls = cfg["urls"]
@@ -252,15 +729,29 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
     socks: list[_Sock] = []
     errors: Counter = Counter()
     handshake_ms: list[float] = []
-    at_cache: dict = {}
-    lat = {n: array("d") for n in range(len(urls))}
-    per_event: dict[int, list] = {}  # seq -> [count, first_recv, last_recv, at]
-    closed_during = Counter()
-    verify_left = [20]  # cross-check the fast parser against json.loads on a few frames
-    all_done = asyncio.Event()
-    state = {"final": None, "pending": 0}
+    tally = _Tally(len(urls))
 
-    async def watch(i: int) -> None:
+    async def watch_raw(i: int) -> None:
+        node = i % len(urls)
+        async with sem:
+            if time.monotonic() > deadline:
+                errors["connect cap reached before attempt"] += 1
+                return
+            t0 = time.perf_counter()
+            proto = RawWatcher(tally, node, *targets[node], loop.create_future())
+            try:
+                s = await asyncio.wait_for(open_raw(loop, proto), timeout=max(1.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - every failure is a result here
+                errors[raw_open_error(exc, proto)] += 1
+                proto.abandon()
+                return
+            handshake_ms.append((time.perf_counter() - t0) * 1000)
+        socks.append(s)  # from here on the protocol counts frames by itself; no task per socket
+
+    async def watch_websockets(i: int) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
         node = i % len(urls)
         url = urls[node]
         async with sem:
@@ -272,7 +763,7 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
                 ws = await connect(
                     url, compression=None, max_queue=cfg["max_queue"], ping_interval=None,
                     open_timeout=max(1.0, deadline - time.monotonic()), close_timeout=1,
-                    max_size=2**20,
+                    max_size=MAX_FRAME,
                 )
             except Exception as exc:  # noqa: BLE001 - every failure is a result here
                 errors[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
@@ -290,62 +781,27 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
             handshake_ms.append((time.perf_counter() - t0) * 1000)
         s = _Sock(node, int(snap["seq"]))
         socks.append(s)
-        node_lat = lat[node]
+        on_text = tally.on_text
+        closed = None
         try:
             async for msg in ws:
                 now = time.time()
                 if isinstance(msg, bytes):
                     continue
-                parsed = _parse_event(msg)
-                if verify_left[0] > 0 and msg.startswith('{"type":"event"'):
-                    verify_left[0] -= 1
-                    full = json.loads(msg)["event"]
-                    if parsed is None or parsed != (full["seq"], full["at"]):
-                        raise RuntimeError(f"fast parser disagrees with json.loads on {msg[:200]}")
-                if parsed is None:
-                    continue  # pong, error, other frames
-                seq, at = parsed
-                s.frames += 1
-                off = seq - s.base - 1
-                if off < 0:
-                    s.dups += 1  # already in the snapshot
-                    continue
-                if off >= len(s.seen):
-                    s.seen.extend(b"\0" * (off + 64 - len(s.seen)))
-                if s.seen[off]:
-                    s.dups += 1
-                    continue
-                s.seen[off] = 1
-                if seq < s.last:
-                    s.ooo += 1
-                elif seq > s.last + 1:
-                    s.gaps += 1
-                if seq > s.last:
-                    s.last = seq
-                at_epoch = _at_epoch(at, at_cache)
-                node_lat.append((now - at_epoch) * 1000.0)
-                ev = per_event.get(seq)
-                if ev is None:
-                    per_event[seq] = [1, now, now, at_epoch]
-                else:
-                    ev[0] += 1
-                    if now < ev[1]:
-                        ev[1] = now
-                    if now > ev[2]:
-                        ev[2] = now
-                final = state["final"]
-                if final is not None and s.last >= final and not s.done:
-                    s.done = True
-                    state["pending"] -= 1
-                    if state["pending"] <= 0:
-                        all_done.set()
+                on_text(s, msg, now)
         except ConnectionClosed as exc:
-            s.closed = f"{type(exc).__name__}: {exc}"[:160]
+            closed = f"{type(exc).__name__}: {exc}"[:160]
         finally:
-            if s.closed is None and state["final"] is None:
-                s.closed = "closed"
-            if s.closed is not None:
-                closed_during[s.closed] += 1
+            if closed is None and tally.final is None:
+                closed = "closed"
+            if closed is not None:
+                tally.socket_closed(s, closed)
+
+    if cfg["client"] == "raw":
+        targets = [split_ws_url(u) for u in urls]
+        watch = watch_raw
+    else:
+        watch = watch_websockets
 
     t_start = time.monotonic()
     cpu0 = time.process_time()
@@ -354,6 +810,8 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
     while len(socks) + sum(errors.values()) < len(my) and time.monotonic() < deadline + 5:
         await asyncio.sleep(0.05)
     t_connect = time.monotonic() - t_start
+    if tally.fatal:
+        raise RuntimeError(tally.fatal)
     per_node_ok = Counter(s.node for s in socks)
     handshake_ms.sort()
     conn.send(("connected", {
@@ -368,17 +826,19 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
     if msg[0] != "final":
         return
     _, final_seq, drain_s = msg
-    state["final"] = final_seq
+    tally.final = final_seq
     for s in socks:
         s.done = s.last >= final_seq or s.closed is not None
-    state["pending"] = sum(1 for s in socks if not s.done)
-    if state["pending"] <= 0:
-        all_done.set()
+    tally.pending = sum(1 for s in socks if not s.done)
+    if tally.pending <= 0:
+        tally.all_done.set()
     try:
-        await asyncio.wait_for(all_done.wait(), timeout=drain_s)
+        await asyncio.wait_for(tally.all_done.wait(), timeout=drain_s)
     except TimeoutError:
         pass
     t_done = time.time()
+    if tally.fatal:
+        raise RuntimeError(tally.fatal)
 
     distinct = sum(sum(s.seen[: max(0, final_seq - s.base)]) for s in socks)
     expected = sum(max(0, final_seq - s.base) for s in socks)
@@ -398,10 +858,10 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
         "ooo": sum(s.ooo for s in socks),
         "gaps": sum(s.gaps for s in socks),
         "sockets_incomplete": sum(1 for s in socks if s.last < final_seq),
-        "closed": dict(closed_during),
+        "closed": dict(tally.closed_during),
         "per_node": per_node,
-        "lat": {n: a.tobytes() for n, a in lat.items()},
-        "per_event": per_event,
+        "lat": {n: a.tobytes() for n, a in tally.lat.items()},
+        "per_event": tally.per_event,
         "cpu_s": time.process_time() - cpu0,
         "done_wall": t_done,
     }))
@@ -576,8 +1036,9 @@ class Bench:
         # clients
         ctx = mp.get_context("spawn")
         cfg = {"watchers": a.watchers, "clients": a.clients, "urls": [self.url(port) for _, port in self.nodes],
-               "concurrency": a.concurrency, "connect_timeout": a.connect_timeout, "max_queue": a.max_queue}
-        log(f"opening {a.watchers} sockets from {a.clients} client process(es), "
+               "concurrency": a.concurrency, "connect_timeout": a.connect_timeout, "max_queue": a.max_queue,
+               "client": a.client}
+        log(f"opening {a.watchers} sockets from {a.clients} {a.client} client process(es), "
             f"{a.concurrency} handshakes in flight, cap {a.connect_timeout:.0f} s")
         t_conn0 = time.monotonic()
         for i in range(a.clients):
@@ -771,6 +1232,11 @@ class Bench:
                         "frames": frames, "us_per_frame": cpu_nodes[n] / frames * 1e6 if frames else None,
                         "rss_end_kb": rss2[n]})
         ours = sum(cpu_nodes) + sum(cpu_clients) + (cpu_redis or 0)
+        # Client CPU per received event frame (duplicates included: each one was read and parsed),
+        # over the same event phase as the nodes.
+        client_frames = [r["frames"] for r in results]
+        client_us = [c / f * 1e6 if f else None for c, f in zip(cpu_clients, client_frames, strict=True)]
+        client_us_all = sum(cpu_clients) / sum(client_frames) * 1e6 if sum(client_frames) else None
         self.results.update({
             "event_phase_s": t_ev,
             "delivery": {"expected": expected, "received": received, "missing": missing, "dups": dups,
@@ -782,6 +1248,8 @@ class Bench:
             "broadcast_spread_ms_p50_max": [pct(spreads, 50), pct(spreads, 100)],
             "timeline": timeline,
             "cpu": cpu, "cpu_clients_s": cpu_clients, "cpu_redis_s": cpu_redis,
+            "client": a.client, "client_frames": client_frames, "cpu_clients_us_per_frame": client_us,
+            "cpu_clients_us_per_frame_all": client_us_all,
             "cpu_machine_busy_s": sys_busy, "cpu_machine_total_s": sys_total,
             "cpu_other_s": max(0.0, sys_busy - ours),
         })
@@ -796,7 +1264,7 @@ class Bench:
         w("")
         w("=" * 96)
         w(f"ws_fanout: {a.watchers} watchers, {nn} node(s) (--ws {a.ws}), {a.clients} client proc(s) "
-          f"[{c['client_loop']}], {a.rate:g} events/s x {a.seconds:g} s, drain <= {a.drain:g} s")
+          f"[--client {a.client}, {c['client_loop']}], {a.rate:g} events/s x {a.seconds:g} s, drain <= {a.drain:g} s")
         if a.experiment:
             w(f"EXPERIMENT {a.experiment}: nodes run bench/asgi_experiments.py, not the product as shipped")
         w(f"code {self.results['code']}; layer {self.setup.get('channel_layer')} "
@@ -840,6 +1308,9 @@ class Bench:
           f"{pub['cpu_loop_s'] + pub['cpu_startup_s']:.1f} s, other users, softirq) "
           f"{self.results['cpu_other_s']:.1f} s; machine busy {sys_busy:.1f} of {sys_total:.1f} core-s "
           f"({100 * sys_busy / sys_total if sys_total else 0:.0f}%)")
+        w(f"client CPU   --client {a.client}: {sum(cpu_clients):.1f} s for {sum(client_frames):,} event frames -> "
+          f"{client_us_all or 0:.1f} us/frame (per process: "
+          + ", ".join(f"{x:.1f}" if x is not None else "-" for x in client_us) + ")")
         p99_ok = p99_strict is not None and p99_strict <= TARGET_P99_MS
         mem_ok = bool(kbs) and max(kbs) <= TARGET_KB_PER_SOCKET
         if self.results["other_processes_cpu_s"]:
@@ -907,7 +1378,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="after the last event, wait at most this long for late frames (0..300)")
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight, all clients together")
     p.add_argument("--connect-timeout", type=float, default=300.0, help="cap on the whole connect phase (s)")
-    p.add_argument("--max-queue", type=int, default=16, help="websockets client max_queue per socket")
+    p.add_argument("--client", choices=("raw", "websockets"), default="raw",
+                   help="watcher implementation: raw = RFC 6455 by hand on asyncio.Protocol (cheap, default); "
+                        "websockets = the websockets asyncio client")
+    p.add_argument("--max-queue", type=int, default=16,
+                   help="websockets client max_queue per socket (--client websockets only)")
     p.add_argument("--ws", default="websockets", help="uvicorn --ws implementation")
     p.add_argument("--ws-ping-interval", type=float, default=None, help="uvicorn --ws-ping-interval (default 20)")
     p.add_argument("--backlog", type=int, default=2048)
