@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -70,7 +69,7 @@ class _Base(AsyncWebsocketConsumer):
     async def __call__(self, scope, receive, send) -> None:
         self.outbox = Outbox(send, capacity=settings.WS_BUFFER_MESSAGES, on_overflow=self._too_slow)
         self.held: list[dict[str, Any]] | None = None  # user frames held back while a bid is submitted
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] | None = None
         self.closing = False
         await super().__call__(scope, receive, self.outbox.send)
 
@@ -80,6 +79,8 @@ class _Base(AsyncWebsocketConsumer):
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
+        if self.tasks is None:
+            self.tasks = set()
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -101,13 +102,13 @@ class _Base(AsyncWebsocketConsumer):
         await hub().join(self, self.groups_joined)
         self.tokens = float(FRAME_BURST)
         self.tokens_at = time.monotonic()
-        self.abuse: deque[float] = deque()
+        self.abuse: list[float] = []  # when recent `rate_limited` errors were sent
         await database_sync_to_async(_count_socket)(1)
         self.counted = True
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        for task in list(getattr(self, "tasks", ())):
+        for task in list(getattr(self, "tasks", None) or ()):
             task.cancel()
         await hub().leave(self, getattr(self, "groups_joined", []))
         if getattr(self, "counted", False):
@@ -119,9 +120,8 @@ class _Base(AsyncWebsocketConsumer):
 
     async def _rate_limited(self, message: str, *, client_bid_id: str | None = None) -> None:
         now = time.monotonic()
+        self.abuse = [t for t in self.abuse if now - t <= ABUSE_WINDOW_S]
         self.abuse.append(now)
-        while self.abuse and now - self.abuse[0] > ABUSE_WINDOW_S:
-            self.abuse.popleft()
         await self._error("rate_limited", message, client_bid_id=client_bid_id)
         if len(self.abuse) >= ABUSE_LIMIT:
             await self.close(code=CLOSE_POLICY)

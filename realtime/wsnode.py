@@ -45,3 +45,7 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
             self.transport.write(frame)
             return
         await super().send(message)
+        if message["type"] == "websocket.accept":
+            # The handshake's request and response are not read again; each socket would keep
+            # them (a few KB of headers) for its whole life.
+            self.request = self.response = None
