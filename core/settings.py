@@ -184,6 +184,8 @@ CHANNEL_LAYERS = {
 # Frames buffered per socket while its client is not reading; past that it is closed with 1013
 # (try again later) and resumes from its last seq.
 WS_BUFFER_MESSAGES = env_int("WS_BUFFER_MESSAGES", 200, minimum=10)
+# How often each web process checks its sockets against the event log (finds lost last events).
+WS_AUDIT_S = env_float("WS_AUDIT_S", 5.0)
 
 # --- Gavel ---------------------------------------------------------------------------------
 SIGNUP_BONUS = env_int("SIGNUP_BONUS", 1000, minimum=0)

@@ -13,7 +13,7 @@ from one of their groups, `hub_resync()` when the process may have missed messag
 
 Gaps: messages the channel layer lost (a Redis blip, a full buffer) are found in two ways: a
 socket sees a seq jump, or the audit finds a socket still short of the seq the database had one
-round (AUDIT_S) earlier, so an event still in flight is never counted; that also catches the
+round (WS_AUDIT_S) earlier, so an event still in flight is never counted; that also catches the
 last event of a quiet auction. Either way sockets refill from the event log; `events_since`
 shares one database read among all the sockets of the process that ask for the same range.
 """
@@ -27,13 +27,12 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from realtime import frames, snapshots
 from realtime.wsnode import prepare
 
 log = logging.getLogger(__name__)
-
-AUDIT_S = 5.0
 
 
 def _audit_read(auction_ids: list[int]) -> dict[int, int]:
@@ -134,7 +133,7 @@ class Hub:
 
     async def _audit(self) -> None:
         while True:
-            await asyncio.sleep(AUDIT_S)
+            await asyncio.sleep(settings.WS_AUDIT_S)
             try:
                 await self._audit_once()
             except Exception:  # the database may be away for a moment; try again next round

@@ -111,9 +111,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def web_node(name: str, port: int) -> Proc:
+def web_node(name: str, port: int, **env: str) -> Proc:
     return Proc(name, [sys.executable, *WEB_NODE, "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                       "--lifespan", "off"], _env())
+                       "--lifespan", "off"], {**_env(), **env})
+
+
+def redis_server(port: int) -> Proc:
+    """A Redis of the test's own, which it may kill and start again on the same port."""
+    from deploy.launch import redis_executable
+
+    return Proc("redis", [redis_executable(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no"], _env())
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
