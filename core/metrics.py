@@ -68,7 +68,9 @@ def render() -> str:
     for status, n in Auction.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"):
         out.append(_line("gavel_auctions", n, {"status": status}))
     redis = client()
-    sockets = sum(int(v) for v in redis.hgetall(SOCKETS_KEY).values())
+    # One key per web process, refreshed every second, gone 5 s after the process is.
+    keys = list(redis.scan_iter(f"{SOCKETS_KEY}:*", count=1000))
+    sockets = sum(int(v) for v in redis.mget(keys) if v) if keys else 0
     out += ["# HELP gavel_sockets_open WebSocket connections open, all web nodes.", "# TYPE gavel_sockets_open gauge",
             _line("gavel_sockets_open", sockets)]
     out += ["# HELP gavel_bid_workers_live Bid workers that heartbeated recently.",

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 import time
 from typing import Any
 
@@ -28,7 +26,6 @@ from django.conf import settings
 from auctions import selectors, services
 from core import clock, ratelimit
 from core.errors import ServiceError
-from core.metrics import SOCKETS_KEY
 from core.timefmt import iso
 from realtime import frames, snapshots
 from realtime.hub import hub
@@ -46,18 +43,6 @@ ABUSE_WINDOW_S = 10.0
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_NOT_FOUND = 4404
-
-_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _count_socket(delta: int) -> None:
-    from tasks.redis_client import client
-
-    try:
-        client().hincrby(SOCKETS_KEY, _PROCESS, delta)
-    except Exception:  # metrics must never break a socket
-        log.debug("socket count update failed", exc_info=True)
-
 
 class _Base(AsyncWebsocketConsumer):
     """Shared by the room and the lobby: handshake auth, flood control, ping, user frames."""
@@ -103,7 +88,7 @@ class _Base(AsyncWebsocketConsumer):
         self.tokens = float(FRAME_BURST)
         self.tokens_at = time.monotonic()
         self.abuse: list[float] = []  # when recent `rate_limited` errors were sent
-        await database_sync_to_async(_count_socket)(1)
+        hub().open_sockets += 1
         self.counted = True
 
     async def disconnect(self, code: int) -> None:
@@ -113,7 +98,7 @@ class _Base(AsyncWebsocketConsumer):
         await hub().leave(self, getattr(self, "groups_joined", []))
         if getattr(self, "counted", False):
             self.counted = False
-            await database_sync_to_async(_count_socket)(-1)
+            hub().open_sockets -= 1
 
     async def _error(self, code: str, message: str, *, client_bid_id: str | None = None) -> None:
         await self.send(text_data=frames.error(code, message, client_bid_id=client_bid_id))
@@ -202,7 +187,8 @@ class AuctionConsumer(_Base):
         self.last_seq: int | None = None
         # Events that arrive while a snapshot or a refill is read wait here, in arrival order.
         self.waiting: list[tuple[int, dict[str, Any]]] | None = []
-        if not await database_sync_to_async(snapshots.auction_exists)(self.auction_id):
+        known = self.user is None and hub().cached_snapshot(self.auction_id) is not None
+        if not known and not await database_sync_to_async(snapshots.auction_exists)(self.auction_id):
             await self.accept()
             await self._error("not_found", "no such auction")
             await self.close(code=CLOSE_NOT_FOUND)
@@ -215,12 +201,18 @@ class AuctionConsumer(_Base):
         await self._catch_up()
 
     async def _send_snapshot(self) -> None:
-        snap = await database_sync_to_async(snapshots.auction_snapshot)(auction_id=self.auction_id, viewer=self.user)
+        # Anonymous viewers share the process's snapshot while it is exact (Hub.cached_snapshot).
+        snap = hub().cached_snapshot(self.auction_id) if self.user is None else None
         if snap is None:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
+            snap = await database_sync_to_async(snapshots.auction_snapshot)(
+                auction_id=self.auction_id, viewer=self.user)
+            if snap is None:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+            if self.user is None:
+                hub().remember_snapshot(self.auction_id, snap)
         self.last_seq = snap["seq"]
-        await self.send(text_data=frames.encode(snap))
+        await self.send(text_data=frames.encode(snapshots.restamped(snap)))
 
     def hub_message(self, kind: str, message: dict[str, Any], out: dict[str, Any]) -> None:
         if kind != "auction.event":

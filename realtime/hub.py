@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import weakref
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -33,6 +36,16 @@ from realtime import frames, snapshots
 from realtime.wsnode import prepare
 
 log = logging.getLogger(__name__)
+
+
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _sockets_report(count: int) -> None:
+    from core.metrics import SOCKETS_KEY
+    from tasks.redis_client import client
+
+    client().set(f"{SOCKETS_KEY}:{_PROCESS}", count, ex=5)
 
 
 def _audit_read(auction_ids: list[int]) -> dict[int, int]:
@@ -58,11 +71,15 @@ class Hub:
         self.tasks: list[asyncio.Task[None]] = []
         self.fetches: dict[tuple[int, int], asyncio.Future[Any]] = {}
         self.logged: dict[int, int] = {}  # auction id -> its seq in the database at the last audit
+        self.open_sockets = 0
+        # auction id -> (snapshot for anonymous viewers, its seq); see remember_snapshot.
+        self.snapshots: dict[int, dict[str, Any]] = {}
 
     async def _start(self) -> None:
         if self.channel is None:
             self.channel = await self.layer.new_channel()
-            self.tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._audit())]
+            self.tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._audit()),
+                          asyncio.ensure_future(self._report_sockets())]
 
     async def join(self, member: Any, groups: list[str]) -> None:
         """Subscribe (once per process) before returning, so whatever is published after this
@@ -85,6 +102,7 @@ class Hub:
             if members:
                 continue
             del self.groups[group]
+            self._forget_snapshot(group)
             async with self.lock:
                 if group in self.subscribed and not self.groups.get(group):
                     # Marked first: a join meanwhile waits for the lock and subscribes again.
@@ -105,6 +123,10 @@ class Hub:
             log.warning("the process's channel buffer overflowed; sockets refill from the log")
             self.resync_all()
             return
+        if kind == "auction.event":
+            cached = self.snapshots.get(message["auction_id"])
+            if cached is not None and message["seq"] > cached["seq"]:
+                del self.snapshots[message["auction_id"]]
         members = self.groups.get(message.get("group", ""))
         if not members:
             return
@@ -116,9 +138,42 @@ class Hub:
                 log.exception("socket hook failed")
 
     def resync_all(self) -> None:
+        self.snapshots.clear()
         for members in list(self.groups.values()):
             for member in tuple(members):
                 member.hub_resync()
+
+    # --- the anonymous snapshot, shared by the process's sockets ---
+    #
+    # A connect storm (a hot auction, a node restart) would read the same snapshot from the
+    # database once per socket. Anonymous viewers all see the same one, so the process keeps the
+    # last one read while it stays exact: it is dropped when an event past it arrives, when the
+    # process stops watching the auction, and on an overflow. A socket takes it only after it has
+    # joined the group, so every event after the snapshot's seq reaches that socket; one the layer
+    # lost is refilled by the audit, as for every other socket.
+
+    def cached_snapshot(self, auction_id: int) -> dict[str, Any] | None:
+        return self.snapshots.get(auction_id)
+
+    def remember_snapshot(self, auction_id: int, snapshot: dict[str, Any]) -> None:
+        if f"auction.{auction_id}" in self.subscribed:
+            current = self.snapshots.get(auction_id)
+            if current is None or current["seq"] <= snapshot["seq"]:
+                self.snapshots[auction_id] = snapshot
+
+    def _forget_snapshot(self, group: str) -> None:
+        if group.startswith("auction."):
+            self.snapshots.pop(int(group.split(".", 1)[1]), None)
+
+    async def _report_sockets(self) -> None:
+        """The open-sockets gauge of /metrics: this process's count, kept fresh every second
+        under a key that expires if the process dies."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await sync_to_async(_sockets_report, thread_sensitive=False)(self.open_sockets)
+            except Exception:  # metrics never break sockets; Redis may be away for a moment
+                log.debug("socket count report failed", exc_info=True)
 
     async def events_since(self, auction_id: int, after: int) -> list[tuple[int, dict[str, Any]]] | None:
         """The log's events after `after` as ready ASGI messages, or None when too many are

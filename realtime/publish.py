@@ -101,7 +101,8 @@ def publish_events(auction_id: int, events: list[dict[str, Any]]) -> None:
     # The socket frame is encoded here, once, not once per watching socket.
     for event in events:
         text = frames.encode({"type": "event", "event": event})
-        send(auction_group(auction_id), {"type": "auction.event", "seq": event["seq"], "event": event, "text": text})
+        send(auction_group(auction_id),
+             {"type": "auction.event", "auction_id": auction_id, "seq": event["seq"], "event": event, "text": text})
 
 
 def publish_to_user(user_id: int, frame: dict[str, Any]) -> None:

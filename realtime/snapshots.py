@@ -29,6 +29,12 @@ def auction_snapshot(*, auction_id: int, viewer: User | None) -> dict[str, Any] 
             "server_time": iso(clock.now())}
 
 
+def restamped(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot with the server's clock as of now (the one thing in it that ages)."""
+    now = iso(clock.now())
+    return {**snapshot, "auction": {**snapshot["auction"], "server_time": now}, "server_time": now}
+
+
 def lobby_snapshot() -> dict[str, Any]:
     auctions = selectors.auction_queryset().filter(
         status__in=[Auction.Status.LIVE, Auction.Status.SCHEDULED]

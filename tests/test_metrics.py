@@ -36,3 +36,30 @@ def test_metrics_off_loopback_need_the_token(client, settings, db):
 def test_metrics_without_a_configured_token_are_loopback_only(client, settings, db):
     settings.METRICS_TOKEN = None
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.7", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+def test_open_sockets_are_counted_while_they_are_open(transactional_db, make_auction, client):
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from channels.testing.websocket import WebsocketCommunicator
+
+    from core.asgi import application
+    from tests.procs import wait_for
+
+    auction = make_auction()
+
+    def gauge() -> int:
+        lines = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode().splitlines()
+        return int(next(line for line in lines if line.startswith("gavel_sockets_open ")).split()[1])
+
+    async def scenario():
+        socks = [WebsocketCommunicator(application, f"/ws/auctions/{auction.pk}/") for _ in range(2)]
+        for comm in socks:
+            assert (await comm.connect(timeout=5))[0]
+        await sync_to_async(wait_for, thread_sensitive=False)(lambda: gauge() == 2, timeout=5, what="2 open")
+        for comm in socks:
+            await comm.disconnect()
+        await sync_to_async(wait_for, thread_sensitive=False)(lambda: gauge() == 0, timeout=5, what="0 open")
+
+    asyncio.run(scenario())

@@ -339,7 +339,8 @@ def test_a_socket_that_falls_too_far_behind_is_cut_off_to_resume(make_auction, s
         assert (await receive(comm))["type"] == "snapshot"
         layer = get_channel_layer()
         for seq in range(2, 40):
-            message = {"type": "auction.event", "group": group, "seq": seq, "text": json.dumps({"seq": seq})}
+            message = {"type": "auction.event", "group": group, "auction_id": auction.pk, "seq": seq,
+                       "text": json.dumps({"seq": seq})}
             await layer.group_send(group, message)
         member = next(iter(hub().groups[group]))
         for _ in range(100):
@@ -426,6 +427,40 @@ def test_when_the_process_buffer_overflows_sockets_refill_from_the_log(make_user
         frame = await receive(comm)
         assert frame["type"] == "event" and frame["event"]["seq"] == 2
         await comm.disconnect()
+
+    run(scenario())
+
+
+def test_anonymous_watchers_share_a_snapshot_until_an_event_moves_past_it(make_user, make_auction, monkeypatch):
+    from realtime import snapshots
+
+    alice = make_user("alice")
+    auction = make_auction()
+    reads = []
+    real = snapshots.auction_snapshot
+
+    def counted(**kwargs):
+        reads.append(kwargs["viewer"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(snapshots, "auction_snapshot", counted)
+
+    async def scenario():
+        a = await connect(f"/ws/auctions/{auction.pk}/")
+        b = await connect(f"/ws/auctions/{auction.pk}/")
+        assert [(await receive(c))["seq"] for c in (a, b)] == [1, 1]
+        assert reads == [None], "the second anonymous watcher took the process's snapshot"
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=alice, amount=10)
+        await decide(auction.pk)
+        assert [(await receive(c))["event"]["seq"] for c in (a, b)] == [2, 2]
+        c = await connect(f"/ws/auctions/{auction.pk}/")
+        snap = await receive(c)
+        assert snap["seq"] == 2 and snap["auction"]["current_price"] == 10, "never a snapshot older than an event"
+        assert len(reads) == 2
+        mine = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
+        assert (await receive(mine))["auction"]["is_leader"] is True, "a signed-in viewer reads their own"
+        for comm in (a, b, c, mine):
+            await comm.disconnect()
 
     run(scenario())
 
