@@ -38,6 +38,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -875,6 +876,119 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# the C client (--client c, the default when a C compiler is on PATH): bench/wsclient.c
+# --------------------------------------------------------------------------------------------
+
+C_CLIENT_SRC = ROOT / "bench" / "wsclient.c"
+
+
+def find_c_compiler() -> str | None:
+    """gcc, else cc, from PATH; None if neither is there."""
+    return shutil.which("gcc") or shutil.which("cc")
+
+
+def build_c_client(workdir: Path, cc: str) -> Path:
+    """Compile bench/wsclient.c into workdir; SystemExit with the compiler's output if it fails."""
+    exe = Path(workdir) / "wsclient"
+    argv = [cc, "-O2", "-Wall", "-Wextra", "-o", str(exe), str(C_CLIENT_SRC), "-lm"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SystemExit(f"could not run {' '.join(argv)}: {exc}") from None
+    if done.returncode != 0 or not exe.exists():
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    if done.stderr.strip():
+        log(f"compiler warnings for {C_CLIENT_SRC.name}:\n{done.stderr.rstrip()}")
+    return exe
+
+
+class CClientProcess:
+    """One C client process, with both faces the orchestrator uses for a multiprocessing client:
+    the process (pid, name, join, is_alive, kill) and its pipe end (send, poll, recv). It is
+    stored as (c, c) in Bench.clients.
+
+    Commands go to the C process's stdin as lines ("final SEQ DRAIN", "exit"); it answers with
+    one JSON object per line on stdout ({"kind": "connected"|"result"|"error", ...}) and writes
+    each node's latencies to a file of native doubles, which recv() reads back into the bytes
+    the Python client sends, so summarize() sees the same payloads. stderr goes to a log file
+    in workdir, whose tail is the error when the process ends without a line."""
+
+    def __init__(self, exe: Path, idx: int, cfg: dict, workdir: Path) -> None:
+        self.name = f"wsclient{idx}"
+        self.log_path = Path(workdir) / f"{self.name}.log"
+        argv = [str(exe), "--idx", str(idx), "--clients", str(cfg["clients"]), "--watchers", str(cfg["watchers"]),
+                "--concurrency", str(cfg["concurrency"]), "--connect-timeout", str(cfg["connect_timeout"]),
+                "--out", str(workdir), "--batch-us", str(cfg.get("c_batch_us", 200)), *cfg["urls"]]
+        with open(self.log_path, "wb") as logf:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
+                                         start_new_session=True, preexec_fn=DIE_WITH_PARENT)
+        self.pid = self.proc.pid
+        self._buf = b""
+        self._eof = False
+
+    # --- the process ---
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    # --- the pipe ---
+
+    def send(self, msg: tuple) -> None:
+        try:
+            self.proc.stdin.write((" ".join(str(x) for x in msg) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it has ended: the next recv() says how, with its stderr
+
+    def poll(self, timeout: float | None = None) -> bool:
+        """True once a whole line (or EOF) is there to recv(), False after `timeout` seconds."""
+        fd = self.proc.stdout.fileno()
+        until = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf and not self._eof:
+            left = None if until is None else max(0.0, until - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                return False
+            chunk = os.read(fd, 1 << 20)
+            if chunk:
+                self._buf += chunk
+            else:
+                self._eof = True
+        return True
+
+    def recv(self) -> tuple:
+        self.poll()
+        if b"\n" not in self._buf:
+            self.join(5)
+            return ("error", f"{self.name} ended (exit status {self.proc.poll()}) without a report; "
+                             f"its stderr:\n{self._log_tail()}")
+        line, self._buf = self._buf.split(b"\n", 1)
+        msg = json.loads(line.decode(errors="replace"))
+        kind = msg.pop("kind")
+        if kind == "error":
+            return ("error", f"{msg.get('message')}\n{self._log_tail()}")
+        if kind == "result":
+            msg["lat"] = {n: Path(path).read_bytes() for n, path in msg.pop("lat_files").items()}
+            msg["per_event"] = {int(seq): v for seq, v in msg["per_event"].items()}
+        return (kind, msg)
+
+    def _log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+
+# --------------------------------------------------------------------------------------------
 # the orchestrator
 # --------------------------------------------------------------------------------------------
 
@@ -887,7 +1001,10 @@ class Bench:
         self.redis: subprocess.Popen | None = None
         self.nodes: list[tuple[subprocess.Popen, int]] = []
         self.publisher: subprocess.Popen | None = None
-        self.clients: list[tuple[mp.Process, object]] = []
+        # (process, pipe end): a multiprocessing client, or (c, c) for a CClientProcess
+        self.clients: list[tuple] = []
+        self.cc: str | None = None  # the C compiler, for --client c
+        self.c_exe: Path | None = None
         self.profilers: list[subprocess.Popen] = []
         self.results: dict = {"args": vars(args).copy()}
 
@@ -896,6 +1013,9 @@ class Bench:
     def prepare(self) -> None:
         a = self.args
         self.tmp = Path(tempfile.mkdtemp(prefix="gavel-wsbench-"))
+        if a.client == "c":  # before anything slow: a client that does not build fails the run now
+            self.c_exe = build_c_client(self.tmp, self.cc)
+            log(f"built {self.c_exe} from {C_CLIENT_SRC.relative_to(ROOT)} with {self.cc}")
         env = dict(os.environ)
         for k in ("PYTHONPATH",):
             env.pop(k, None)
@@ -1021,8 +1141,23 @@ class Bench:
 
     # --- the run ---
 
+    def resolve_client(self) -> None:
+        """--client unset: c when a C compiler is on PATH, else raw (and say why)."""
+        a = self.args
+        self.cc = find_c_compiler()
+        if a.client is None:
+            if self.cc:
+                a.client = "c"
+            else:
+                a.client = "raw"
+                log("no C compiler (gcc or cc) on PATH, so the C client cannot be built: using --client raw")
+        elif a.client == "c" and not self.cc:
+            raise SystemExit("--client c needs gcc or cc on PATH")
+        self.results["args"]["client"] = a.client
+
     def run(self) -> int:
         a = self.args
+        self.resolve_client()
         nofile = raise_nofile()
         self.results["nofile"] = nofile
         with open("/proc/loadavg") as fh:
@@ -1042,11 +1177,15 @@ class Bench:
         ctx = mp.get_context("spawn")
         cfg = {"watchers": a.watchers, "clients": a.clients, "urls": [self.url(port) for _, port in self.nodes],
                "concurrency": a.concurrency, "connect_timeout": a.connect_timeout, "max_queue": a.max_queue,
-               "client": a.client}
+               "client": a.client, "c_batch_us": a.c_batch_us}
         log(f"opening {a.watchers} sockets from {a.clients} {a.client} client process(es), "
             f"{a.concurrency} handshakes in flight, cap {a.connect_timeout:.0f} s")
         t_conn0 = time.monotonic()
         for i in range(a.clients):
+            if a.client == "c":
+                c = CClientProcess(self.c_exe, i, cfg, self.tmp)
+                self.clients.append((c, c))
+                continue
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(target=client_proc, args=(i, cfg, child_end), daemon=True, name=f"wsclient{i}")
             proc.start()
@@ -1122,6 +1261,11 @@ class Bench:
         for _, c in self.clients:
             c.send(("final", pub["last_seq"], a.drain))
         results = [self._recv(c, "result", a.drain + 120) for c in self.clients]
+        if a.client == "c":  # how well the C clients' --c-batch-us sleep batched the sockets
+            waits = sum(r["epoll_waits"] for r in results)
+            ready = sum(r["ready_events"] for r in results)
+            log(f"C clients: {waits:,} epoll_wait wakeups for {ready:,} ready sockets "
+                f"({ready / waits if waits else 0:.1f} per wakeup, --c-batch-us {a.c_batch_us})")
         t_ev = time.monotonic() - t_ev0
         cpu_nodes = [cpu_s(pid) - c0 for pid, c0 in zip(node_pids, cpu_nodes0, strict=True)]
         cpu_clients = [cpu_s(p.pid) - c0 for (p, _), c0 in zip(self.clients, cpu_clients0, strict=True)]
@@ -1383,9 +1527,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="after the last event, wait at most this long for late frames (0..300)")
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight, all clients together")
     p.add_argument("--connect-timeout", type=float, default=300.0, help="cap on the whole connect phase (s)")
-    p.add_argument("--client", choices=("raw", "websockets"), default="raw",
-                   help="watcher implementation: raw = RFC 6455 by hand on asyncio.Protocol (cheap, default); "
-                        "websockets = the websockets asyncio client")
+    p.add_argument("--client", choices=("c", "raw", "websockets"), default=None,
+                   help="watcher implementation: c = bench/wsclient.c, compiled at run time (cheapest; the "
+                        "default when gcc or cc is on PATH); raw = RFC 6455 by hand on asyncio.Protocol (the "
+                        "default otherwise); websockets = the websockets asyncio client")
+    p.add_argument("--c-batch-us", type=int, default=200,
+                   help="--client c: after a wakeup with few ready sockets, sleep this long before the next "
+                        "epoll_wait, so one wakeup serves many sockets (adds at most this to latency; 0 = off)")
     p.add_argument("--max-queue", type=int, default=16,
                    help="websockets client max_queue per socket (--client websockets only)")
     p.add_argument("--ws", default="websockets", help="uvicorn --ws implementation")
@@ -1400,7 +1548,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="what-if: run the nodes from bench/asgi_experiments.py with e.g. no-close-old")
     a = p.parse_args(argv)
     bounds = {"watchers": (1, 20000), "nodes": (1, 8), "clients": (1, 8), "rate": (0.1, 200),
-              "seconds": (1, 300), "drain": (0, 300), "concurrency": (1, 2000), "connect_timeout": (5, 900)}
+              "seconds": (1, 300), "drain": (0, 300), "concurrency": (1, 2000), "connect_timeout": (5, 900),
+              "c_batch_us": (0, 100000)}
     for name, (lo, hi) in bounds.items():
         v = getattr(a, name)
         if not lo <= v <= hi:
