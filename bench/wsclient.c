@@ -3,8 +3,8 @@
  * One process opens its share of the benchmark's WebSocket watchers (sockets idx, idx+clients,
  * idx+2*clients, ... of --watchers, round-robin over the node URLs) and counts the event frames
  * they receive, with the same bookkeeping as the Python clients' _Sock/_Tally. It exists because
- * the Python raw client costs 32-40 us of CPU per received frame; this one is one epoll loop with
- * no per-socket callback machinery.
+ * the Python raw client costs 16-40 us of CPU per received frame (uvloop and a Python callback per
+ * socket read); this one is one epoll loop and costs 4-6 us (bench/README.md, Caveats).
  *
  * Build (ws_fanout does this at run time):  gcc -O2 -Wall -Wextra -o wsclient wsclient.c -lm
  * Run:  wsclient --idx I --clients N --watchers W --concurrency C --connect-timeout S --out DIR
