@@ -173,7 +173,7 @@ def fmt_ms(v) -> str:
 
 
 # Children die with the bench, exactly as with the launcher (stdlib only, no Django import).
-from deploy.launch import DIE_WITH_PARENT  # noqa: E402
+from deploy.launch import DIE_WITH_PARENT, WEB_NODE  # noqa: E402
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -1105,9 +1105,12 @@ class Bench:
         a = self.args
         for n in range(a.nodes):
             port = free_port()
-            app = "bench.asgi_experiments:application" if a.experiment else "core.asgi:application"
-            argv = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                    "--no-access-log", "--ws", a.ws, "--log-level", "warning", "--backlog", str(a.backlog)]
+            # The production node (deploy/launch.py WEB_NODE), with --ws / the app swapped if asked.
+            argv = [PYTHON, *WEB_NODE, "--host", "127.0.0.1", "--port", str(port),
+                    "--no-access-log", "--log-level", "warning", "--backlog", str(a.backlog)]
+            argv[argv.index("--ws") + 1] = a.ws
+            if a.experiment:
+                argv[argv.index("core.asgi:application")] = "bench.asgi_experiments:application"
             if a.ws_ping_interval is not None:
                 argv += ["--ws-ping-interval", str(a.ws_ping_interval)]
             logf = open(self.tmp / f"node{n}.log", "wb")
@@ -1543,7 +1546,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "epoll_wait, so one wakeup serves many sockets (adds at most this to latency; 0 = off)")
     p.add_argument("--max-queue", type=int, default=16,
                    help="websockets client max_queue per socket (--client websockets only)")
-    p.add_argument("--ws", default="websockets", help="uvicorn --ws implementation")
+    p.add_argument("--ws", default=WEB_NODE[WEB_NODE.index("--ws") + 1],
+                   help="uvicorn --ws implementation (default: the production node's)")
     p.add_argument("--ws-ping-interval", type=float, default=None, help="uvicorn --ws-ping-interval (default 20)")
     p.add_argument("--backlog", type=int, default=2048)
     p.add_argument("--log-level", default="WARNING", help="LOG_LEVEL for the Django processes")

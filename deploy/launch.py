@@ -259,10 +259,15 @@ WEB_NODE = ["-m", "uvicorn", "core.asgi:application", "--ws", "realtime.wsnode:P
             "--ws-per-message-deflate", "false"]
 
 
-def process_table(host: str, port: str, bid_workers: int, state: Path) -> list[Child]:
+def process_table(host: str, port: str, bid_workers: int, state: Path, web_workers: int = 1) -> list[Child]:
     celery = [PYTHON, "-m", "celery", "-A", "celery_app"]
     quiet = ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
-    children = [Child("web", [PYTHON, *WEB_NODE, "--host", host, "--port", port])]
+    # One web process per core: a process's event loop is one core, and each process fans out to
+    # its own sockets (realtime/hub.py), so they share nothing but Redis and the database.
+    web = [PYTHON, *WEB_NODE, "--host", host, "--port", port]
+    if web_workers > 1:
+        web += ["--workers", str(web_workers)]
+    children = [Child("web", web)]
     for k in range(1, bid_workers + 1):
         children.append(Child(f"bids{k}", celery + ["worker", "--bids", "--pool", "solo", "--hostname",
                                                     f"bids{k}@%h", "--queues", "bidworkers"] + quiet))
@@ -324,6 +329,9 @@ def cmd_run(_args: argparse.Namespace) -> int:
         raise LaunchError(f"BID_WORKERS must be a whole number from 1 to 32, got {bid_workers!r}")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise LaunchError(f"PORT must be a TCP port number, got {port!r}")
+    web_workers = env("WEB_WORKERS", str(min(os.cpu_count() or 1, 8)))
+    if not web_workers.isdigit() or not 1 <= int(web_workers) <= 64:
+        raise LaunchError(f"WEB_WORKERS must be a whole number from 1 to 64, got {web_workers!r}")
     child_env = dict(os.environ, PYTHONUNBUFFERED="1")
 
     stopping = StopRequest()
@@ -351,7 +359,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
 
         if stopping.requested:
             return 0
-        for child in process_table(host, port, int(bid_workers), state):
+        for child in process_table(host, port, int(bid_workers), state, int(web_workers)):
             # Every fork before the first relay thread: a preexec_fn and threads do not mix.
             child.start(child_env)
             children.append(child)
