@@ -29,7 +29,7 @@ from core.errors import ServiceError
 from core.timefmt import iso
 from realtime import frames, snapshots
 from realtime.hub import hub
-from realtime.outbox import CLOSE_TOO_SLOW, Outbox
+from realtime.outbox import CLOSE_TOO_SLOW, Outbox  # 1013, try again later: also used when the layer is away
 from realtime.publish import LOBBY_GROUP, auction_group, user_group
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,26 @@ class _Base(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         return user if user is not None and user.is_authenticated else None
 
-    async def _join(self, *groups: str) -> None:
+    async def _join(self, *groups: str) -> bool:
+        """Subscribe this socket's groups; False (and the socket closed with 1013, try again
+        later) when the channel layer cannot be reached: without a subscription the socket
+        could not keep its promise of every event, and the client's reconnect will resume."""
         self.groups_joined = list(groups)
         if self.user is not None:
             self.groups_joined.append(user_group(self.user.pk))
-        await hub().join(self, self.groups_joined)
+        try:
+            await hub().join(self, self.groups_joined)
+        except Exception:
+            log.warning("cannot subscribe a socket to %s; closing it with 1013", self.groups_joined, exc_info=True)
+            await self.accept()
+            await self.close(code=CLOSE_TOO_SLOW)
+            return False
         self.tokens = float(FRAME_BURST)
         self.tokens_at = time.monotonic()
         self.abuse: list[float] = []  # when recent `rate_limited` errors were sent
         hub().open_sockets += 1
         self.counted = True
+        return True
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
@@ -195,7 +205,8 @@ class AuctionConsumer(_Base):
             return
         # Subscribe before reading the snapshot: whatever commits after the read is already
         # on its way to us, and whatever committed before it is in the snapshot.
-        await self._join(auction_group(self.auction_id))
+        if not await self._join(auction_group(self.auction_id)):
+            return
         await self.accept()
         await self._send_snapshot()
         await self._catch_up()
@@ -347,7 +358,8 @@ class LobbyConsumer(_Base):
     async def connect(self) -> None:
         if await self._refuse_bad_token():
             return
-        await self._join(LOBBY_GROUP)
+        if not await self._join(LOBBY_GROUP):
+            return
         await self.accept()
         await self._send_snapshot()
 

@@ -465,6 +465,27 @@ def test_anonymous_watchers_share_a_snapshot_until_an_event_moves_past_it(make_u
     run(scenario())
 
 
+def test_when_the_channel_layer_is_away_a_new_socket_is_told_to_come_back_later(make_auction, monkeypatch):
+    from realtime.hub import Hub
+
+    auction = make_auction()
+
+    async def unreachable(self, member, groups):
+        raise ConnectionError("Redis is restarting")
+
+    monkeypatch.setattr(Hub, "join", unreachable)
+
+    async def scenario():
+        for path in (f"/ws/auctions/{auction.pk}/", "/ws/lobby/"):
+            comm = WebsocketCommunicator(application, path)
+            connected, _ = await comm.connect(timeout=5)
+            assert connected
+            out = await comm.receive_output(timeout=5)
+            assert out == {"type": "websocket.close", "code": 1013}
+
+    run(scenario())
+
+
 def test_the_bounded_buffer_keeps_at_most_its_capacity():
     from realtime.layer import _BoundedQueue
 
