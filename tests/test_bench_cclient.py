@@ -16,6 +16,7 @@ import pytest
 from bench import ws_fanout as wf
 from core.timefmt import iso
 from realtime import frames
+from tests.wsframes import server_frame
 
 CC = wf.find_c_compiler()
 GAP_S = 0.02  # between scripted chunks, so that the client reads them separately
@@ -34,16 +35,6 @@ def exe(tmp_path_factory):
     return wf.build_c_client(tmp_path_factory.mktemp("wsclient"), CC)
 
 
-def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        head = bytes((b0, n))
-    elif n < 65536:
-        head = bytes((b0, 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((b0, 127)) + n.to_bytes(8, "big")
-    return head + payload
 
 
 def text(obj) -> bytes:

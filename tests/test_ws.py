@@ -385,21 +385,28 @@ def test_sockets_of_one_process_share_one_subscription_and_each_gets_every_event
     run(scenario())
 
 
+async def _watch_then_lose_the_next_event(auction, bidder, monkeypatch) -> WebsocketCommunicator:
+    """A socket watches from seq 1; the next decided bid's event never reaches the channel layer
+    (as in a Redis blip); only the log has it."""
+    from realtime import publish
+
+    comm = await connect(f"/ws/auctions/{auction.pk}/")
+    assert (await receive(comm))["seq"] == 1
+    monkeypatch.setattr(publish, "publish_events", lambda auction_id, events: None)
+    await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=bidder, amount=10)
+    await decide(auction.pk)
+    return comm
+
+
 def test_a_lost_last_event_of_a_quiet_auction_is_refilled_by_the_audit(make_user, make_auction, monkeypatch, settings):
     """The pub/sub layer drops silently across a Redis blip; if that was the auction's last event,
     no later seq reveals the gap. The hub's audit compares the log with what sockets got."""
-    from realtime import publish
-
     settings.WS_AUDIT_S = 0.2
     alice = make_user("alice")
     auction = make_auction()
 
     async def scenario():
-        comm = await connect(f"/ws/auctions/{auction.pk}/")
-        assert (await receive(comm))["seq"] == 1
-        monkeypatch.setattr(publish, "publish_events", lambda auction_id, events: None)
-        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=alice, amount=10)
-        await decide(auction.pk)
+        comm = await _watch_then_lose_the_next_event(auction, alice, monkeypatch)
         frame = await receive(comm, timeout=5)
         assert frame["type"] == "event" and frame["event"]["seq"] == 2
         assert await comm.receive_nothing(0.6), "refilled once, not on every audit"
@@ -409,18 +416,13 @@ def test_a_lost_last_event_of_a_quiet_auction_is_refilled_by_the_audit(make_user
 
 
 def test_when_the_process_buffer_overflows_sockets_refill_from_the_log(make_user, make_auction, monkeypatch):
-    from realtime import publish
     from realtime.hub import hub
 
     alice = make_user("alice")
     auction = make_auction()
 
     async def scenario():
-        comm = await connect(f"/ws/auctions/{auction.pk}/")
-        assert (await receive(comm))["seq"] == 1
-        monkeypatch.setattr(publish, "publish_events", lambda auction_id, events: None)
-        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=alice, amount=10)
-        await decide(auction.pk)
+        comm = await _watch_then_lose_the_next_event(auction, alice, monkeypatch)
         assert await comm.receive_nothing(0.2)
         # What the bounded layer puts in the process's queue in place of what it dropped.
         await get_channel_layer().send(hub().channel, {"type": "layer.overflow"})
