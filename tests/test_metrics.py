@@ -43,6 +43,7 @@ def test_open_sockets_are_counted_while_they_are_open(transactional_db, make_auc
 
     from asgiref.sync import sync_to_async
     from channels.testing.websocket import WebsocketCommunicator
+    from django.db import connection
 
     from core.asgi import application
     from tests.procs import wait_for
@@ -50,7 +51,10 @@ def test_open_sockets_are_counted_while_they_are_open(transactional_db, make_auc
     auction = make_auction()
 
     def gauge() -> int:
-        lines = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode().splitlines()
+        try:
+            lines = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode().splitlines()
+        finally:
+            connection.close()  # a worker thread's connection would outlive the test database
         return int(next(line for line in lines if line.startswith("gavel_sockets_open ")).split()[1])
 
     async def scenario():

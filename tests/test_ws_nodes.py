@@ -10,6 +10,7 @@ import pytest
 import redis as redis_lib
 import websockets
 from asgiref.sync import sync_to_async
+from django.db import connection
 
 from auctions import services
 from core import tokens
@@ -29,6 +30,18 @@ def two_nodes(transactional_db):
     finally:
         for node in nodes:
             node.stop()
+
+
+def _closing(fn):
+    """`fn`, closing the database connection of the worker thread it runs in, which would
+    otherwise outlive the test database."""
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return call
 
 
 async def _frames(ws, count: int, timeout: float = 10) -> list[dict]:
@@ -51,9 +64,9 @@ def test_two_web_nodes_deliver_the_same_stream(two_nodes, make_user, make_auctio
             # alice bids over node 0; bob's bid comes over REST's service on no node at all.
             await a.send(json.dumps({"type": "bid", "amount": 20, "max_amount": 100, "client_bid_id": "n0"}))
             assert json.loads(await a.recv())["type"] == "bid.queued"
-            await sync_to_async(services.bid_submit, thread_sensitive=False)(
+            await sync_to_async(_closing(services.bid_submit), thread_sensitive=False)(
                 auction_id=auction.pk, user=bob, amount=50)
-            await sync_to_async(services.bids_decide_pending, thread_sensitive=False)(auction_id=auction.pk)
+            await sync_to_async(_closing(services.bids_decide_pending), thread_sensitive=False)(auction_id=auction.pk)
             on_a = [f for f in await _frames(a, 4) if f["type"] == "event"]
             on_b = await _frames(b, 3)
             assert [f["event"] for f in on_a] == [f["event"] for f in on_b]
@@ -85,6 +98,7 @@ def test_a_redis_outage_loses_no_event_on_either_node(transactional_db, make_use
     bidders = iter([alice, bob] * 3)
     amount = iter(range(10, 100, 10))
 
+    @_closing
     def bid_and_decide() -> None:
         services.bid_submit(auction_id=auction.pk, user=next(bidders), amount=next(amount))
         services.bids_decide_pending(auction_id=auction.pk)
