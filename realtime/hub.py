@@ -201,6 +201,9 @@ class Hub:
             return
         self.logged = await database_sync_to_async(_audit_read)(list(watched))
         for auction_id, seq in previous.items():
+            cached = self.snapshots.get(auction_id)
+            if cached is not None and cached["seq"] < seq:
+                del self.snapshots[auction_id]  # an event past it never arrived
             members = self.groups.get(watched.get(auction_id, ""), {})
             behind = [m for m in tuple(members) if m.hub_behind(seq)]
             if behind:

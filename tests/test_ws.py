@@ -410,7 +410,10 @@ def test_a_lost_last_event_of_a_quiet_auction_is_refilled_by_the_audit(make_user
         frame = await receive(comm, timeout=5)
         assert frame["type"] == "event" and frame["event"]["seq"] == 2
         assert await comm.receive_nothing(0.6), "refilled once, not on every audit"
-        await comm.disconnect()
+        late = await connect(f"/ws/auctions/{auction.pk}/")
+        assert (await receive(late))["seq"] == 2, "the process's shared snapshot went with the lost event"
+        for c in (comm, late):
+            await c.disconnect()
 
     run(scenario())
 
