@@ -97,7 +97,8 @@ TEMPLATES = [
 
 _db_url = env_str("DATABASE_URL")
 if _db_url:
-    DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": dj_database_url.parse(
+        _db_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True)}
 else:
     DATABASES = {
         "default": {
