@@ -1,0 +1,91 @@
+"""Where a benchmark run's figures go: `bench/results/<UTC timestamp>-<scenario>.json` (every
+figure, the command, the git commit, the machine) and a `.md` beside it (the table).
+
+Reference runs are meant to be committed from bench/results/. Toy and test runs pass another
+directory (`--results DIR`), so they never write into the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = ROOT / "bench" / "results"
+
+
+def git_commit() -> dict:
+    """HEAD, and the tracked files that differ from it (read-only git)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line.strip()]
+    return {"commit": git("rev-parse", "HEAD") or "unknown", "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "uncommitted": changed}
+
+
+def loadavg() -> list[str]:
+    try:
+        with open("/proc/loadavg") as fh:
+            return fh.read().split()[:3]
+    except OSError:
+        return []
+
+
+def machine() -> dict:
+    mem_kb = 0
+    try:
+        with open("/proc/meminfo") as fh:
+            mem_kb = int(fh.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"nproc": os.cpu_count(), "loadavg": loadavg(), "mem_gib": round(mem_kb / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version(), "host": platform.node()}
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    argv = sys.argv if argv is None else argv
+    prog = f"python -m {sys.modules['__main__'].__spec__.name}" if getattr(
+        sys.modules.get("__main__"), "__spec__", None) else shlex.quote(argv[0])
+    return " ".join([prog, *(shlex.quote(a) for a in argv[1:])])
+
+
+def stamp(now: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write(scenario: str, figures: dict, markdown: str, directory: str | Path | None = None,
+          *, started: float | None = None) -> tuple[Path, Path]:
+    """Write `<stamp>-<scenario>.json` and `.md` into `directory` (default bench/results/).
+    `figures` is stored under "figures" next to the run's context; returns both paths."""
+    out = Path(directory) if directory else DEFAULT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"{stamp(started)}-{scenario}"
+    doc = {"scenario": scenario, "started_utc": stamp(started), "command": command_line(),
+           "git": git_commit(), "machine": machine(), "figures": figures}
+    json_path = base.with_suffix(".json")
+    md_path = base.with_suffix(".md")
+    json_path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    header = (f"# {scenario} ({stamp(started)})\n\n`{doc['command']}`\n\ncommit {doc['git']['commit'][:12]}"
+              + (f" + uncommitted changes in {', '.join(doc['git']['uncommitted'][:6])}"
+                 if doc["git"]["uncommitted"] else "")
+              + f"; {doc['machine']['nproc']} cores, load {' '.join(doc['machine']['loadavg'])}\n\n")
+    md_path.write_text(header + markdown.rstrip() + "\n")
+    return json_path, md_path
+
+
+def md_table(rows: list[tuple[str, str]], head: tuple[str, str] = ("figure", "value")) -> str:
+    """A two-column Markdown table."""
+    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
+    return "\n".join(lines)
