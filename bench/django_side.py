@@ -2,12 +2,17 @@
 
     python -m bench.django_side setup   --bidders 2 --max-events N
     python -m bench.django_side publish --auction ID --users a,b --rate 5 --seconds 20
+    python -m bench.django_side hot-check --auction ID
 
 `setup` creates bidder users (with enough coins for every bid the publisher will place) and one
 live auction, and prints `RESULT {json}`. `publish` places straight bids through the service
 layer at a fixed rate, from alternating users with rising amounts, and decides each one at once
 (`bids_decide_pending`), so every bid commits one real `bid.accepted` AuctionEvent that
 realtime.publish sends to the auction's group after commit. It prints `RESULT {json}`.
+
+`hot-check` is bench/hot_auction.py's audit after a run (not a load client): it reads the tables
+and prints what the checks compare: the auction's bids by status and reason, positions, the
+persisted event stream, the ledger sum and every account's balance, held and available.
 
 Run with the environment the benchmark sets up (GAVEL_VAR_DIR or DATABASE_URL, REDIS_URL).
 """
@@ -148,6 +153,70 @@ def cmd_publish(args: argparse.Namespace) -> dict:
     }
 
 
+def cmd_hot_check(args: argparse.Namespace) -> dict:
+    _django()
+    from django.db.models import BigIntegerField, Count, Max, Min, OuterRef, Subquery, Sum, Value
+    from django.db.models.functions import Coalesce
+
+    from auctions.models import Auction, AuctionEvent, Bid
+    from core import ledger
+    from core.models import Account, Hold, Transfer
+
+    auction = Auction.objects.get(pk=args.auction)
+    by_status: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for row in Bid.objects.filter(auction=auction).values("status", "reason").annotate(n=Count("id")):
+        by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
+        if row["status"] == Bid.Status.REJECTED:
+            by_reason[row["reason"] or "?"] = by_reason.get(row["reason"] or "?", 0) + row["n"]
+    contiguous = lambda agg: agg["n"] == 0 or (agg["lo"] == 1 and agg["hi"] == agg["n"] == agg["distinct"])  # noqa: E731
+    pos = Bid.objects.filter(auction=auction).aggregate(n=Count("id"), lo=Min("position"), hi=Max("position"),
+                                                        distinct=Count("position", distinct=True))
+    ev = AuctionEvent.objects.filter(auction=auction).aggregate(n=Count("id"), lo=Min("seq"), hi=Max("seq"),
+                                                                distinct=Count("seq", distinct=True))
+    types = dict(AuctionEvent.objects.filter(auction=auction).values_list("type").annotate(n=Count("id")))
+    own_accepted_events = sum(1 for data in AuctionEvent.objects.filter(auction=auction, type="bid.accepted")
+                              .values_list("data", flat=True) if not data.get("proxy"))
+
+    zero = Value(0, output_field=BigIntegerField())
+    holds = Hold.objects.filter(account=OuterRef("pk"), active=True).values("account").annotate(s=Sum("amount"))
+    credits = Transfer.objects.filter(credit=OuterRef("pk")).values("credit").annotate(s=Sum("amount"))
+    debits = Transfer.objects.filter(debit=OuterRef("pk")).values("debit").annotate(s=Sum("amount"))
+    rows = Account.objects.annotate(
+        active_holds=Coalesce(Subquery(holds.values("s")[:1]), zero),
+        credited=Coalesce(Subquery(credits.values("s")[:1]), zero),
+        debited=Coalesce(Subquery(debits.values("s")[:1]), zero),
+    ).values_list("pk", "kind", "balance", "held", "active_holds", "credited", "debited")
+    negative, held_mismatch, balance_mismatch, accounts = [], [], [], 0
+    for pk, kind, balance, held, active_holds, credited, debited in rows:
+        accounts += 1
+        if kind != Account.Kind.MINT and balance - held < 0:
+            negative.append(pk)
+        if held != active_holds:
+            held_mismatch.append(pk)
+        if balance != credited - debited:
+            balance_mismatch.append(pk)
+    auction_holds = list(Hold.objects.filter(auction_id=auction.pk, active=True)
+                         .values_list("account__user_id", "amount"))
+    leader_max = None
+    if auction.leader_id is not None:
+        leader_max = auction.participants.get(user_id=auction.leader_id).max_amount
+    expected_holds = [] if auction.is_final or auction.leader_id is None else [(auction.leader_id, leader_max)]
+    return {
+        "auction": {"id": auction.pk, "status": auction.status, "seq": auction.seq, "bid_count": auction.bid_count,
+                    "current_price": auction.current_price},
+        "bids": {"total": pos["n"], "by_status": by_status, "rejected_by_reason": by_reason,
+                 "positions_contiguous": contiguous(pos)},
+        "events": {"total": ev["n"], "by_type": types, "own_bid_accepted": own_accepted_events,
+                   "gap_free": contiguous(ev),
+                   "last_seq_matches": (ev["hi"] or 0) == auction.seq},
+        "ledger": {"sum": ledger.ledger_sum(), "accounts": accounts, "negative_available": negative[:20],
+                   "held_mismatch": held_mismatch[:20], "balance_mismatch": balance_mismatch[:20],
+                   "transfers": Transfer.objects.count(),
+                   "auction_holds_match_leader": sorted(auction_holds) == sorted(expected_holds)},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.django_side")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -159,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", required=True)
     p.add_argument("--rate", type=float, default=5.0)
     p.add_argument("--seconds", type=float, default=20.0)
+    h = sub.add_parser("hot-check")
+    h.add_argument("--auction", type=int, required=True)
     args = parser.parse_args(argv)
-    result = cmd_setup(args) if args.cmd == "setup" else cmd_publish(args)
+    result = {"setup": cmd_setup, "publish": cmd_publish, "hot-check": cmd_hot_check}[args.cmd](args)
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
