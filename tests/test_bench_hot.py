@@ -1,0 +1,82 @@
+"""bench/hot_auction.py at toy size: the tool runs its own production stack (deploy/launch.py run)
+and its checks hold. It asserts that the tool works, not how fast the platform is.
+
+The tool's stack must not meet this test run's processes: it gets its own database (PostgreSQL
+`gavel_bench_t<pid>`, dropped afterwards, when this run is on PostgreSQL; else a SQLite file in
+tmp_path), its own var dir and port, and Redis DB 14 of this run's Redis, so its Celery workers
+never consume the queues of the session's `live_stack` workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 180
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _clean_gavel_keys():
+    """Overrides conftest's autouse Redis wipe: this test touches only the tool's Redis DB."""
+    yield
+
+
+def tool_database_url(tmp_path: Path) -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    u = urlsplit(url)
+    if u.scheme in {"postgres", "postgresql", "pgsql"}:
+        return urlunsplit(u._replace(path=f"/gavel_bench_t{os.getpid()}", query=""))
+    return f"sqlite:///{tmp_path / 'gavel_bench.sqlite3'}"
+
+
+def tool_redis_url() -> str:
+    """This run's Redis, DB 14 (the tool never flushes a Redis it is given)."""
+    return urlunsplit(urlsplit(settings.REDIS_URL)._replace(path="/14"))
+
+
+def run_tool(args: list[str]) -> tuple[int, str]:
+    """Run the tool; on timeout SIGTERM it (it stops its stack), then SIGKILL."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.hot_auction", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=45)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        pytest.fail(f"bench.hot_auction did not finish within {TIMEOUT_S} s:\n{out[-6000:]}")
+    return proc.returncode, out
+
+
+@pytest.mark.parametrize("via", ["ws", "rest"])
+def test_hot_auction_toy_run(tmp_path, via):
+    results = tmp_path / "results"
+    code, out = run_tool([
+        "--via", via, "--bidders", "3", "--seconds", "3", "--drain", "30", "--results", str(results),
+        "--database-url", tool_database_url(tmp_path), "--redis-url", tool_redis_url(), "--drop-db",
+    ])
+    assert code == 0, out[-6000:]
+    files = sorted(results.glob(f"*-hot-auction-{via}.json"))
+    assert len(files) == 1, (list(results.iterdir()) if results.exists() else "no results dir", out[-3000:])
+    assert files[0].with_suffix(".md").exists()
+    doc = json.loads(files[0].read_text())
+    figures = doc["figures"]
+    assert figures["decided"] > 0, out[-3000:]
+    assert figures["checks"] and all(c["ok"] for c in figures["checks"].values()), figures["checks"]
+    assert figures["bidders_connected"] == 3
+    assert doc["git"]["commit"] and doc["machine"]["nproc"]
+    assert "| check: ledger sums to 0, no negative available | PASS" in files[0].with_suffix(".md").read_text()
