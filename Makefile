@@ -7,13 +7,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean bench bench-quick
 
 run: $(VENV)/.installed
 	$(PY) deploy/launch.py run
 
 test: $(VENV)/.installed
 	$(PY) deploy/launch.py exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# Load benchmarks against the production stack on this machine (bench/README.md). Each run starts
+# deploy/launch.py on its own database (PostgreSQL gavel_bench unless DATABASE_URL says otherwise)
+# and Redis DB. `bench` writes its figures into bench/results/; the one-minute smoke does not.
+BENCH_ARGS ?=
+BENCH_QUICK_RESULTS ?= $${TMPDIR:-/tmp}/gavel-bench-quick
+
+bench: $(VENV)/.installed
+	$(PY) -m bench.hot_auction --via ws --bidders 200 --seconds 30 $(BENCH_ARGS)
+	$(PY) -m bench.hot_auction --via rest --bidders 200 --seconds 30 $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed
+	$(PY) -m bench.hot_auction --via ws --bidders 20 --seconds 10 --results $(BENCH_QUICK_RESULTS) $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
