@@ -54,6 +54,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -67,13 +68,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import results as results_mod  # noqa: E402
-from bench.stack import Stack, StackError, log  # noqa: E402
+from bench.stack import PG_SCHEMES, Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
     MAX_RESPONSE_HEAD,
     OP_CLOSE,
@@ -879,6 +881,65 @@ async def _watcher_main(cfg: dict, conn, counters) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# what the stack's own log says about the run (deploy/launch.py prefixes each line with the process)
+# --------------------------------------------------------------------------------------------
+
+_EXC_LINE = re.compile(r"^(\S+)\s+\| ((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.*)$")
+
+
+def stack_log_summary(path: Path | None, auction_id: int, since: str = "") -> dict:
+    """Tracebacks and exception lines by process; HTTP 5xx answers; which bid worker started or
+    cancelled consuming the auction's queue, and how many doorbell tasks each one ran."""
+    out: dict = {"tracebacks": {}, "exceptions": {}, "http_5xx": 0, "queue_moves": [], "decide_tasks": {}}
+    if path is None or not path.exists():
+        return out
+    tracebacks: Counter = Counter()
+    exceptions: Counter = Counter()
+    decides: Counter = Counter()
+    queue = f"auction.{auction_id}"
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            name, bar, rest = line.partition("|")
+            if not bar:
+                continue
+            name = name.strip()
+            if "Traceback (most recent call last)" in rest:
+                tracebacks[name] += 1
+            elif '" 5' in rest and "HTTP/1.1" in rest:
+                out["http_5xx"] += 1
+            elif "tasks.bids.decide" in rest and "succeeded" in rest:
+                decides[name] += 1
+            elif queue in rest and ("Started consuming from" in rest or "Canceling queue" in rest):
+                if rest.rstrip().endswith(queue) or f"{queue} " in rest or f"{queue}\n" in rest:
+                    out["queue_moves"].append(f"{rest.strip()[:19]} {name} "
+                                              f"{'start' if 'Started' in rest else 'cancel'}")
+            else:
+                m = _EXC_LINE.match(line.rstrip("\n"))
+                if m:
+                    exceptions[f"{m.group(1)}: {m.group(2)}: {m.group(3)[:120]}"] += 1
+    out["tracebacks"] = dict(tracebacks)
+    out["exceptions"] = dict(exceptions.most_common(8))
+    out["decide_tasks"] = dict(decides)
+    return out
+
+
+def postgres_connection_room(database_url: str) -> tuple[int, int] | None:
+    """(max_connections, connections in use now) of the PostgreSQL server, or None."""
+    try:
+        import psycopg
+
+        from bench.stack import _pg_admin_conninfo
+
+        info = {k: v for k, v in _pg_admin_conninfo(database_url).items() if v is not None}
+        with psycopg.connect(**info, autocommit=True) as conn:
+            limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+            used = conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0]
+        return limit, used
+    except Exception:  # noqa: BLE001 - a preflight, not the run
+        return None
+
+
+# --------------------------------------------------------------------------------------------
 # CPU by process kind
 # --------------------------------------------------------------------------------------------
 
@@ -992,6 +1053,31 @@ class HotAuction:
             raise SystemExit(f"{who}: expected '{kind}', got {msg[0]!r}")
         return msg[1]
 
+    def preflight(self) -> None:
+        """REST bidders: Django runs every request of the ASGI web node in a thread of its own,
+        with a database connection of its own, so N bidders in flight hold up to N PostgreSQL
+        connections (measured 2026-11-26: 200 REST bidders got 1,915 HTTP 500 "too many clients
+        already" and took the server's connections from everyone else on it). Refuse a run that
+        cannot fit unless --ignore-db-connections."""
+        a = self.a
+        db = self.stack.database_url
+        if a.via != "rest" or urlsplit(db).scheme not in PG_SCHEMES:
+            return
+        room = postgres_connection_room(db)
+        if room is None:
+            return
+        limit, used = room
+        need = a.bidders + 20  # + workers, beat, the audit, headroom
+        self.out["postgres_connections"] = {"max_connections": limit, "in_use_before": used, "needed": need}
+        if used + need > limit:
+            msg = (f"--via rest with {a.bidders} bidders may need ~{need} PostgreSQL connections (one per request "
+                   f"in flight on the web node), but the server allows {limit} and {used} are in use: the run "
+                   "would get HTTP 500 'too many clients' and take connections from every other user of this "
+                   "server. Use fewer bidders, raise max_connections, or pass --ignore-db-connections.")
+            if not a.ignore_db_connections:
+                raise SystemExit(msg)
+            log(f"warning: {msg}")
+
     def run(self) -> int:
         a = self.a
         extra = {"BID_RATE_PER_SECOND": str(a.user_rate), "BID_RATE_BURST": str(a.user_burst)}
@@ -1002,6 +1088,7 @@ class HotAuction:
                            keep=a.keep)
         with open("/proc/loadavg") as fh:
             self.out["loadavg_before"] = fh.read().split()[:3]
+        self.preflight()
         self.stack.start()
         stack = self.stack
         self.out["stack"] = stack.info
@@ -1112,6 +1199,7 @@ class HotAuction:
                 audit = json.loads(line[7:])
         if audit is None:
             raise SystemExit(f"hot-check failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        self.out["stack_log"] = stack_log_summary(stack.logfile, aid)
         self.summarize(t_start, t_end, results, wres, wready, final_auction, audit, cpu, connect_errors, opened,
                        nclients)
         return 0 if all(c["ok"] for c in self.out["checks"].values()) else 1
@@ -1188,6 +1276,12 @@ class HotAuction:
                           f"leader's max {led['auction_holds_match_leader']} ({led['accounts']} accounts, "
                           f"{led['transfers']} transfers)"},
             "bid positions contiguous": {"ok": db_bids["positions_contiguous"], "detail": ""},
+            "no errors in the stack's log": {
+                "ok": not self.out["stack_log"]["tracebacks"] and not self.out["stack_log"]["http_5xx"],
+                "detail": (f"tracebacks {self.out['stack_log']['tracebacks'] or 0}, HTTP 5xx "
+                           f"{self.out['stack_log']['http_5xx']}"
+                           + (f"; {next(iter(self.out['stack_log']['exceptions']))}"
+                              if self.out["stack_log"]["exceptions"] else ""))},
         }
         window = t_end - t_start
         rate = len(in_window) / window
@@ -1284,10 +1378,23 @@ class HotAuction:
             rows.append(("waited for frame pacing", f"{o['paced_s']:.1f} bidder-s = {share:.0f}% of the bidders' time"))
         if o["socket_closes"]:
             rows.append(("sockets closed", str(o["socket_closes"])))
+        sl = o.get("stack_log", {})
+        if sl:
+            moves = sl["queue_moves"]
+            rows.append(("auction queue consumers", (", ".join(moves[:6]) + (f" (+{len(moves) - 6} more)"
+                                                                             if len(moves) > 6 else ""))
+                         + f"; doorbell tasks run: {sl['decide_tasks'] or 'none'}"))
         order = ["web", *sorted(k for k in cpu if k.startswith("bids")), "worker", "beat", "postgres",
                  "postgres (shared)", "redis", "clients", "launch"]
         parts = [f"{k} {cpu[k]['core_pct']:.0f}%" for k in order if k in cpu and cpu[k]["core_pct"] is not None]
         rows.append(("CPU, % of one core", ", ".join(parts)))
+        n = o["decided_in_window"]
+        if n:
+            bids_s = sum(v["cpu_s"] for k, v in cpu.items() if k.startswith("bids"))
+            per = [("web", cpu.get("web", {}).get("cpu_s", 0.0)), ("bid workers", bids_s),
+                   ("postgres", cpu.get("postgres", {}).get("cpu_s", 0.0)),
+                   ("clients", cpu.get("clients", {}).get("cpu_s", 0.0))]
+            rows.append(("CPU ms per decided bid", ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in per)))
         m = cpu["machine"]
         rows.append(("machine", f"busy {m['busy_pct']}% of {os.cpu_count()} cores; "
                                 f"other users' processes {m['others_s']:.1f} core-s over {cpu['window_s']:.1f} s"))
@@ -1342,6 +1449,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database-url", help="instead of $DATABASE_URL (default postgres://postgres@127.0.0.1:5432/"
                                           "gavel_bench; sqlite:///path also works)")
     p.add_argument("--redis-url", help="instead of $REDIS_URL (used as given, never flushed)")
+    p.add_argument("--ignore-db-connections", action="store_true",
+                   help="--via rest: run even if the bidders may exhaust PostgreSQL's max_connections")
     p.add_argument("--reuse-db", action="store_true", help="use the database as it is instead of recreating it")
     p.add_argument("--drop-db", action="store_true", help="drop the PostgreSQL database after the run")
     p.add_argument("--log-level", help="LOG_LEVEL for the stack's Django processes (default: the stack's, INFO)")
