@@ -59,6 +59,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.error
@@ -75,7 +76,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import results as results_mod  # noqa: E402
-from bench.stack import PG_SCHEMES, Stack, StackError, log  # noqa: E402
+from bench.stack import Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
     MAX_RESPONSE_HEAD,
     OP_CLOSE,
@@ -101,8 +102,8 @@ GRANT = 10**9  # coins per bidder: far above any price --max-bids can reach (see
 SERVER_FRAME_LIMIT = 20  # realtime/consumers.py FRAMES_PER_SECOND (not a setting)
 
 # shared counters of a client process (mp.Array('q'), read by the orchestrator for progress)
-C_SENT, C_QUEUED, C_DECIDED, C_RATE, C_ERR, C_INFLIGHT, C_OPEN, C_ACCEPTED = range(8)
-N_COUNTERS = 8
+C_SENT, C_QUEUED, C_DECIDED, C_RATE, C_ERR, C_INFLIGHT, C_OPEN, C_ACCEPTED, C_STOP = range(9)
+N_COUNTERS = 9  # C_STOP is written by the orchestrator: stop bidding now (the connection guard)
 # the watcher's: events seen, last seq
 W_EVENTS, W_LAST = range(2)
 
@@ -542,7 +543,7 @@ class Client:
         k = 0
         c = self.c
         backoff = self.cfg["backoff"]
-        while not self.stop and sock.phase == "open":
+        while not self.stop and sock.phase == "open" and not c[C_STOP]:
             now = time.time()
             if now >= t_end:
                 break
@@ -584,7 +585,7 @@ class Client:
         k = 0
         c = self.c
         backoff = self.cfg["backoff"]
-        while not self.stop:
+        while not self.stop and not c[C_STOP]:
             now = time.time()
             if now >= t_end or self.budget <= 0:
                 break
@@ -923,20 +924,57 @@ def stack_log_summary(path: Path | None, auction_id: int, since: str = "") -> di
     return out
 
 
-def postgres_connection_room(database_url: str) -> tuple[int, int] | None:
-    """(max_connections, connections in use now) of the PostgreSQL server, or None."""
-    try:
-        import psycopg
+class DbGuard(threading.Thread):
+    """Counts the PostgreSQL connections to the run's database every 0.2 s; past `cap` it tells
+    the bidders to stop. The server is shared (other people's tests use it), and the web node
+    can take all of its connections: it opens one per REST request, each in a thread of its own,
+    and they outlive the request (measured 2026-11-26: 3 REST bidders at ~20 requests/s held 42
+    connections; 50 bidders got HTTP 500 "too many clients already" within 3 s)."""
 
+    def __init__(self, database_url: str, dbname: str, cap_arg: int | None) -> None:
+        super().__init__(name="db-guard", daemon=True)
         from bench.stack import _pg_admin_conninfo
 
-        info = {k: v for k, v in _pg_admin_conninfo(database_url).items() if v is not None}
-        with psycopg.connect(**info, autocommit=True) as conn:
-            limit = int(conn.execute("SHOW max_connections").fetchone()[0])
-            used = conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0]
-        return limit, used
-    except Exception:  # noqa: BLE001 - a preflight, not the run
-        return None
+        self.info = {k: v for k, v in _pg_admin_conninfo(database_url).items() if v is not None}
+        self.dbname = dbname
+        self.cap_arg = cap_arg
+        self.cap = 0
+        self.max_connections = self.in_use_before = 0
+        self.peak = 0
+        self.tripped_at: float | None = None
+        self.on_trip = None
+        self.halt = threading.Event()
+        self.error: str | None = None
+
+    def prepare(self) -> None:
+        import psycopg
+
+        with psycopg.connect(**self.info, autocommit=True) as conn:
+            self.max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
+            self.in_use_before = conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0]
+        room = self.max_connections - self.in_use_before
+        self.cap = self.cap_arg if self.cap_arg is not None else max(20, room // 2)
+
+    def run(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(**self.info, autocommit=True) as conn:
+                while not self.halt.wait(0.2):
+                    n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                     (self.dbname,)).fetchone()[0]
+                    self.peak = max(self.peak, n)
+                    if self.cap and n > self.cap and self.tripped_at is None:
+                        self.tripped_at = time.time()
+                        if self.on_trip is not None:
+                            self.on_trip(n)
+        except Exception as exc:  # noqa: BLE001 - reported, the run goes on
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def figures(self, t_start: float) -> dict:
+        return {"max_connections": self.max_connections, "in_use_before": self.in_use_before, "cap": self.cap,
+                "peak": self.peak, "stopped_bidding_at_s": round(self.tripped_at - t_start, 1)
+                if self.tripped_at else None, "error": self.error}
 
 
 # --------------------------------------------------------------------------------------------
@@ -979,8 +1017,6 @@ def redis_pids(url: str | None) -> list[int]:
     """A redis-server on this machine serving the URL's port (by command line)."""
     if not url:
         return []
-    from urllib.parse import urlsplit
-
     port = urlsplit(url).port or 6379
     found = []
     for name in os.listdir("/proc"):
@@ -1042,6 +1078,7 @@ class HotAuction:
         self.watcher: tuple | None = None
         self.started = time.time()
         self.out: dict = {}
+        self.guard: DbGuard | None = None
 
     def _recv(self, conn, kind: str, timeout: float, who: str):
         if not conn.poll(timeout):
@@ -1053,31 +1090,6 @@ class HotAuction:
             raise SystemExit(f"{who}: expected '{kind}', got {msg[0]!r}")
         return msg[1]
 
-    def preflight(self) -> None:
-        """REST bidders: Django runs every request of the ASGI web node in a thread of its own,
-        with a database connection of its own, so N bidders in flight hold up to N PostgreSQL
-        connections (measured 2026-11-26: 200 REST bidders got 1,915 HTTP 500 "too many clients
-        already" and took the server's connections from everyone else on it). Refuse a run that
-        cannot fit unless --ignore-db-connections."""
-        a = self.a
-        db = self.stack.database_url
-        if a.via != "rest" or urlsplit(db).scheme not in PG_SCHEMES:
-            return
-        room = postgres_connection_room(db)
-        if room is None:
-            return
-        limit, used = room
-        need = a.bidders + 20  # + workers, beat, the audit, headroom
-        self.out["postgres_connections"] = {"max_connections": limit, "in_use_before": used, "needed": need}
-        if used + need > limit:
-            msg = (f"--via rest with {a.bidders} bidders may need ~{need} PostgreSQL connections (one per request "
-                   f"in flight on the web node), but the server allows {limit} and {used} are in use: the run "
-                   "would get HTTP 500 'too many clients' and take connections from every other user of this "
-                   "server. Use fewer bidders, raise max_connections, or pass --ignore-db-connections.")
-            if not a.ignore_db_connections:
-                raise SystemExit(msg)
-            log(f"warning: {msg}")
-
     def run(self) -> int:
         a = self.a
         extra = {"BID_RATE_PER_SECOND": str(a.user_rate), "BID_RATE_BURST": str(a.user_burst)}
@@ -1088,7 +1100,6 @@ class HotAuction:
                            keep=a.keep)
         with open("/proc/loadavg") as fh:
             self.out["loadavg_before"] = fh.read().split()[:3]
-        self.preflight()
         self.stack.start()
         stack = self.stack
         self.out["stack"] = stack.info
@@ -1153,6 +1164,21 @@ class HotAuction:
         db = stack.info["database"]
         dbname = db["name"] if db["engine"] == "postgresql" else None
         meter = CpuMeter(kinds, (lambda: postgres_pids(dbname)) if dbname else (lambda: {}))
+        guard = None
+        if dbname and a.max_db_connections != 0:
+            guard = DbGuard(stack.database_url, dbname, a.max_db_connections)
+            guard.prepare()
+
+            def trip(n: int) -> None:
+                for _p, _conn, counters in self.clients:
+                    counters[C_STOP] = 1
+                log(f"STOP: the stack holds {n} PostgreSQL connections (cap {guard.cap} of max_connections "
+                    f"{guard.max_connections}, {guard.in_use_before} in use before): bidding stopped so that other "
+                    "users of this server keep theirs")
+
+            guard.on_trip = trip
+            guard.start()
+            self.guard = guard
         t_start = time.time() + 0.5
         t_end = t_start + a.seconds
         for _p, conn, _c in self.clients:
@@ -1177,10 +1203,14 @@ class HotAuction:
             log(f"{el:5.1f} s: sent {tot[C_SENT]:,}, {what} {tot[done_key]:,} ({tot[done_key] / el:,.0f}/s so far, "
                 f"{rate_now:,.0f}/s last second), in flight {tot[C_INFLIGHT]}, rate_limited {tot[C_RATE]}, "
                 f"errors {tot[C_ERR]}, open {tot[C_OPEN]}; watcher: {self.watcher[2][W_EVENTS]:,} events "
-                f"(seq {self.watcher[2][W_LAST]})")
+                f"(seq {self.watcher[2][W_LAST]})" + (f"; db connections {guard.peak} peak" if guard else ""))
         cpu = meter.stop()
         log(f"window over; waiting up to {a.drain:g} s for the outstanding decisions")
         results = [self._recv(c[1], "result", a.drain + 90, c[0].name) for c in self.clients]
+        if guard is not None:
+            guard.halt.set()
+            guard.join(5)
+            self.out["postgres_connections"] = guard.figures(t_start)
         final_auction = api.call("GET", f"/api/auctions/{aid}")
         final_seq = final_auction["seq"]
         self.watcher[1].send(("final", final_seq, 30.0))
@@ -1276,6 +1306,9 @@ class HotAuction:
                           f"leader's max {led['auction_holds_match_leader']} ({led['accounts']} accounts, "
                           f"{led['transfers']} transfers)"},
             "bid positions contiguous": {"ok": db_bids["positions_contiguous"], "detail": ""},
+            "PostgreSQL connections under the guard's cap": {
+                "ok": not (self.out.get("postgres_connections") or {}).get("stopped_bidding_at_s"),
+                "detail": self._connections_detail()},
             "no errors in the stack's log": {
                 "ok": not self.out["stack_log"]["tracebacks"] and not self.out["stack_log"]["http_5xx"],
                 "detail": (f"tracebacks {self.out['stack_log']['tracebacks'] or 0}, HTTP 5xx "
@@ -1309,6 +1342,16 @@ class HotAuction:
         with open("/proc/loadavg") as fh:
             self.out["loadavg_after"] = fh.read().split()[:3]
         self.report()
+
+    def _connections_detail(self) -> str:
+        pc = self.out.get("postgres_connections")
+        if not pc:
+            return "not watched (SQLite, or --max-db-connections 0)"
+        text = f"peak {pc['peak']} to the run's database, cap {pc['cap']} (max_connections {pc['max_connections']}, " \
+               f"{pc['in_use_before']} in use before)"
+        if pc["stopped_bidding_at_s"] is not None:
+            text += f"; bidding STOPPED at {pc['stopped_bidding_at_s']:g} s of the window"
+        return text
 
     def report(self) -> None:
         a, o = self.a, self.out
@@ -1378,6 +1421,8 @@ class HotAuction:
             rows.append(("waited for frame pacing", f"{o['paced_s']:.1f} bidder-s = {share:.0f}% of the bidders' time"))
         if o["socket_closes"]:
             rows.append(("sockets closed", str(o["socket_closes"])))
+        if o.get("postgres_connections"):
+            rows.append(("PostgreSQL connections", self._connections_detail()))
         sl = o.get("stack_log", {})
         if sl:
             moves = sl["queue_moves"]
@@ -1410,6 +1455,8 @@ class HotAuction:
     # --- cleanup ---
 
     def cleanup(self) -> None:
+        if self.guard is not None:
+            self.guard.halt.set()
         for _proc, conn, _ in self.clients + ([self.watcher] if self.watcher else []):
             try:
                 conn.send(("exit",))
@@ -1449,8 +1496,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database-url", help="instead of $DATABASE_URL (default postgres://postgres@127.0.0.1:5432/"
                                           "gavel_bench; sqlite:///path also works)")
     p.add_argument("--redis-url", help="instead of $REDIS_URL (used as given, never flushed)")
-    p.add_argument("--ignore-db-connections", action="store_true",
-                   help="--via rest: run even if the bidders may exhaust PostgreSQL's max_connections")
+    p.add_argument("--max-db-connections", type=int, default=None,
+                   help="stop bidding when the stack holds more PostgreSQL connections than this (default: half of "
+                        "what the server had free at the start, at least 20; 0 = do not watch)")
     p.add_argument("--reuse-db", action="store_true", help="use the database as it is instead of recreating it")
     p.add_argument("--drop-db", action="store_true", help="drop the PostgreSQL database after the run")
     p.add_argument("--log-level", help="LOG_LEVEL for the stack's Django processes (default: the stack's, INFO)")
