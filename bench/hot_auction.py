@@ -1528,6 +1528,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+    # Also when started from a script that ignores SIGINT (a background job of a shell does):
+    # Ctrl-C or kill -INT must still stop the stack.
+    signal.signal(signal.SIGINT, on_term)
     code = 1
     try:
         code = bench.run()
