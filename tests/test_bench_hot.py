@@ -65,8 +65,8 @@ def run_tool(args: list[str]) -> tuple[int, str]:
 @pytest.mark.parametrize("via", ["ws", "rest"])
 def test_hot_auction_toy_run(tmp_path, via):
     results = tmp_path / "results"
-    # WS: closed loop. REST: open loop at 10 bids/s, because the web node keeps a PostgreSQL
-    # connection per REST request for a while and the server is shared with this test session.
+    # WS: closed loop. REST: open loop at 10 bids/s, gentle on the PostgreSQL server this test
+    # session shares.
     pacing = ["--rate", "10"] if via == "rest" else []
     code, out = run_tool([
         "--via", via, "--bidders", "3", "--seconds", "3", "--drain", "30", "--results", str(results),
