@@ -76,6 +76,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import results as results_mod  # noqa: E402
+from bench.guard import run_guarded  # noqa: E402
 from bench.stack import Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
     MAX_RESPONSE_HEAD,
@@ -1524,41 +1525,15 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     bench = HotAuction(args)
 
-    def on_term(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    # Also when started from a script that ignores SIGINT (a background job of a shell does):
-    # Ctrl-C or kill -INT must still stop the stack.
-    signal.signal(signal.SIGINT, on_term)
-    code = 1
-    try:
+    def run() -> int:
         code = bench.run()
         if not args.no_results and "checks" in bench.out:
             jp, mp_ = results_mod.write(f"hot-auction-{args.via}", bench.out, bench.markdown(), args.results,
                                         started=bench.started)
             log(f"results: {jp} and {mp_.name}")
-    except KeyboardInterrupt:
-        log("interrupted; stopping everything")
-        code = 130
-    except (StackError, ApiError) as exc:
-        log(f"FAILED: {exc}")
-        code = 1
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            log(f"FAILED: {exc.code}")
-            code = 1
-        else:
-            code = exc.code or 0
-    except Exception:
-        traceback.print_exc()
-        code = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        bench.cleanup()
-        log("all stopped")
-    return code
+        return code
+
+    return run_guarded(run, bench.cleanup, log=log, failures=(StackError, ApiError), catch_sigint=True)
 
 
 if __name__ == "__main__":

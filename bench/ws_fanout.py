@@ -173,6 +173,7 @@ def fmt_ms(v) -> str:
 
 
 # Children die with the bench, exactly as with the launcher (stdlib only, no Django import).
+from bench.guard import run_guarded  # noqa: E402
 from deploy.launch import DIE_WITH_PARENT, WEB_NODE  # noqa: E402
 
 
@@ -1577,32 +1578,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
     bench = Bench(args)
-
-    def on_term(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    code = 1
-    try:
-        code = bench.run()
-    except KeyboardInterrupt:
-        log("interrupted; stopping everything")
-        code = 130
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            log(f"FAILED: {exc.code}")
-            code = 1
-        else:
-            code = exc.code or 0
-    except Exception:
-        traceback.print_exc()
-        code = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        bench.cleanup()
-        log("all stopped")
-    return code
+    return run_guarded(bench.run, bench.cleanup, log=log)
 
 
 if __name__ == "__main__":
