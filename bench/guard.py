@@ -3,9 +3,12 @@ stops everything it started and says so."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 
 def run_guarded(run: Callable[[], int], cleanup: Callable[[], None], *, log: Callable[[str], None],
@@ -45,3 +48,31 @@ def run_guarded(run: Callable[[], int], cleanup: Callable[[], None], *, log: Cal
         cleanup()
         log("all stopped")
     return code
+
+
+def run_child(main: Callable[[str], Coroutine[Any, Any, None]], conn) -> None:
+    """A load-client process's body: ignore Ctrl-C (the parent decides when it stops), die with
+    the parent, run `main(loop_name)` on uvloop when there is one, send a crash to the parent over
+    `conn`, and exit at once, without waiting for thousands of graceful closes."""
+    from deploy.launch import DIE_WITH_PARENT
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if DIE_WITH_PARENT is not None:
+        DIE_WITH_PARENT()
+    try:
+        import uvloop
+
+        uvloop.install()
+        loop_name = "uvloop"
+    except ImportError:
+        loop_name = "asyncio"
+    try:
+        asyncio.run(main(loop_name))
+    except BaseException:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except Exception:
+            pass
+    finally:
+        conn.close()
+        os._exit(0)

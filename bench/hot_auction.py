@@ -56,12 +56,10 @@ import os
 import random
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import threading
 import time
-import traceback
 import urllib.error
 import urllib.request
 from array import array
@@ -76,7 +74,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import results as results_mod  # noqa: E402
-from bench.guard import run_guarded  # noqa: E402
+from bench.guard import run_child, run_guarded  # noqa: E402
 from bench.stack import Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
     MAX_RESPONSE_HEAD,
@@ -678,26 +676,8 @@ class Client:
 
 
 def client_proc(idx: int, cfg: dict, conn, counters) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides when we stop
-    if DIE_WITH_PARENT is not None:
-        DIE_WITH_PARENT()
     raise_nofile()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    try:
-        asyncio.run(_client_main(idx, cfg, conn, counters))
-    except BaseException:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except Exception:
-            pass
-    finally:
-        conn.close()
-        os._exit(0)
+    run_child(lambda _loop: _client_main(idx, cfg, conn, counters), conn)
 
 
 async def _recv(conn) -> tuple:
@@ -840,25 +820,7 @@ class WatcherSocket(WsProto):
 
 
 def watcher_proc(cfg: dict, conn, counters) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if DIE_WITH_PARENT is not None:
-        DIE_WITH_PARENT()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    try:
-        asyncio.run(_watcher_main(cfg, conn, counters))
-    except BaseException:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except Exception:
-            pass
-    finally:
-        conn.close()
-        os._exit(0)
+    run_child(lambda _loop: _watcher_main(cfg, conn, counters), conn)
 
 
 async def _watcher_main(cfg: dict, conn, counters) -> None:

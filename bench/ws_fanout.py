@@ -53,7 +53,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from array import array
 from collections import Counter
 from datetime import datetime
@@ -173,7 +172,7 @@ def fmt_ms(v) -> str:
 
 
 # Children die with the bench, exactly as with the launcher (stdlib only, no Django import).
-from bench.guard import run_guarded  # noqa: E402
+from bench.guard import run_child, run_guarded  # noqa: E402
 from deploy.launch import DIE_WITH_PARENT, WEB_NODE  # noqa: E402
 
 
@@ -711,27 +710,8 @@ class _Tally:
 
 def client_proc(idx: int, cfg: dict, conn) -> None:
     """One client process: open its share of sockets, then count event frames."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    if DIE_WITH_PARENT is not None:
-        DIE_WITH_PARENT()
     raise_nofile()
-    try:
-        import uvloop
-
-        uvloop.install()
-        loop_name = "uvloop"
-    except ImportError:
-        loop_name = "asyncio"
-    try:
-        asyncio.run(_client_main(idx, cfg, conn, loop_name))
-    except BaseException:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except Exception:
-            pass
-    finally:
-        conn.close()
-        os._exit(0)  # do not wait for thousands of graceful closes
+    run_child(lambda loop_name: _client_main(idx, cfg, conn, loop_name), conn)
 
 
 async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
