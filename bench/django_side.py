@@ -155,8 +155,7 @@ def cmd_publish(args: argparse.Namespace) -> dict:
 
 def cmd_hot_check(args: argparse.Namespace) -> dict:
     _django()
-    from django.db.models import BigIntegerField, Count, Max, Min, OuterRef, Subquery, Sum, Value
-    from django.db.models.functions import Coalesce
+    from django.db.models import Count, Max, Min
 
     from auctions.models import Auction, AuctionEvent, Bid
     from core import ledger
@@ -178,17 +177,10 @@ def cmd_hot_check(args: argparse.Namespace) -> dict:
     own_accepted_events = sum(1 for data in AuctionEvent.objects.filter(auction=auction, type="bid.accepted")
                               .values_list("data", flat=True) if not data.get("proxy"))
 
-    zero = Value(0, output_field=BigIntegerField())
-    holds = Hold.objects.filter(account=OuterRef("pk"), active=True).values("account").annotate(s=Sum("amount"))
-    credits = Transfer.objects.filter(credit=OuterRef("pk")).values("credit").annotate(s=Sum("amount"))
-    debits = Transfer.objects.filter(debit=OuterRef("pk")).values("debit").annotate(s=Sum("amount"))
-    rows = Account.objects.annotate(
-        active_holds=Coalesce(Subquery(holds.values("s")[:1]), zero),
-        credited=Coalesce(Subquery(credits.values("s")[:1]), zero),
-        debited=Coalesce(Subquery(debits.values("s")[:1]), zero),
-    ).values_list("pk", "kind", "balance", "held", "active_holds", "credited", "debited")
     negative, held_mismatch, balance_mismatch, accounts = [], [], [], 0
-    for pk, kind, balance, held, active_holds, credited, debited in rows:
+    for a in ledger.accounts_audit():
+        pk, kind, balance, held, active_holds, credited, debited = (
+            a.pk, a.kind, a.balance, a.held, a.active_holds, a.credited, a.debited)
         accounts += 1
         if kind != Account.Kind.MINT and balance - held < 0:
             negative.append(pk)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import BigIntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from core import clock
 from core.models import Account, Hold, Transfer, User
@@ -172,6 +173,34 @@ def available_for_auction(*, account_id: int, auction_id: int) -> int:
 def ledger_sum() -> int:
     """Sum of all balances; zero whenever the books are consistent (the mint is negative)."""
     return Account.objects.aggregate(total=Sum("balance"))["total"] or 0
+
+
+@dataclass(frozen=True)
+class AccountAudit:
+    """One account as its rows say and as its transfers and holds add up (P4 checks these)."""
+
+    pk: int
+    kind: str
+    balance: int
+    held: int
+    active_holds: int
+    credited: int
+    debited: int
+
+
+def accounts_audit() -> list[AccountAudit]:
+    """Every account's balance and held next to the sums of its transfers and active holds, in
+    one query: for the tests' invariants and the benchmarks' after-run checks."""
+    zero = Value(0, output_field=BigIntegerField())
+    holds = Hold.objects.filter(account=OuterRef("pk"), active=True).values("account").annotate(s=Sum("amount"))
+    credits = Transfer.objects.filter(credit=OuterRef("pk")).values("credit").annotate(s=Sum("amount"))
+    debits = Transfer.objects.filter(debit=OuterRef("pk")).values("debit").annotate(s=Sum("amount"))
+    rows = Account.objects.annotate(
+        active_holds=Coalesce(Subquery(holds.values("s")[:1]), zero),
+        credited=Coalesce(Subquery(credits.values("s")[:1]), zero),
+        debited=Coalesce(Subquery(debits.values("s")[:1]), zero),
+    ).values_list("pk", "kind", "balance", "held", "active_holds", "credited", "debited")
+    return [AccountAudit(*row) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import BigIntegerField, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
 
 from auctions import rules, selectors
 from auctions.models import Auction, AuctionEvent, Bid
 from core import ledger
-from core.models import Account, Hold, Transfer
+from core.models import Account, Hold
 
 
 def assert_stream_gap_free(auction: Auction) -> list[AuctionEvent]:
@@ -73,17 +71,9 @@ def assert_coins_conserved() -> None:
     """P4: the ledger sums to zero; no available balance is negative; account.held is the sum of
     its active holds; every balance is what its transfers add up to."""
     assert ledger.ledger_sum() == 0
-    zero = Value(0, output_field=BigIntegerField())
-
-    holds = Hold.objects.filter(account=OuterRef("pk"), active=True).values("account").annotate(s=Sum("amount"))
-    credits = Transfer.objects.filter(credit=OuterRef("pk")).values("credit").annotate(s=Sum("amount"))
-    debits = Transfer.objects.filter(debit=OuterRef("pk")).values("debit").annotate(s=Sum("amount"))
-    rows = Account.objects.annotate(
-        active_holds=Coalesce(Subquery(holds.values("s")[:1]), zero),
-        credited=Coalesce(Subquery(credits.values("s")[:1]), zero),
-        debited=Coalesce(Subquery(debits.values("s")[:1]), zero),
-    ).values_list("pk", "kind", "balance", "held", "active_holds", "credited", "debited")
-    for pk, kind, balance, held, active_holds, credited, debited in rows:
+    for a in ledger.accounts_audit():
+        pk, kind, balance, held, active_holds, credited, debited = (
+            a.pk, a.kind, a.balance, a.held, a.active_holds, a.credited, a.debited)
         assert kind == Account.Kind.MINT or balance >= held, f"account {pk} available < 0"
         assert held == active_holds, f"account {pk} held {held} != active holds {active_holds}"
         assert balance == credited - debited, f"account {pk} balance {balance} != ledger {credited - debited}"
