@@ -126,7 +126,7 @@ def bids_sweep(*, now: datetime | None = None) -> int:
     )
     auction_ids = list(stale)
     for auction_id in auction_ids:
-        doorbell.ring(auction_id)
+        doorbell.ring(auction_id, force=True)
     if auction_ids:
         log.info("sweep rang %d auctions with stale bids", len(auction_ids))
     return len(auction_ids)

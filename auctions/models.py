@@ -71,11 +71,13 @@ class Auction(models.Model):
 
 
 class Intake(models.Model):
-    """Hands out bid positions. Locked by every bid submission and by end/cancel, never by the
-    bid decider, so receiving bids does not wait for deciding them."""
+    """Hands out bid positions (auctions.intake). Locked by every bid submission and by
+    end/cancel, never by the bid decider, so receiving bids does not wait for deciding them."""
 
     auction = models.OneToOneField(Auction, primary_key=True, on_delete=models.CASCADE, related_name="intake")
     last_position = models.PositiveBigIntegerField(default=0)
+    # Set by the end or cancel that makes the auction final; auctions.intake explains why.
+    closed = models.BooleanField(default=False)
 
 
 class Bid(models.Model):

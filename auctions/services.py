@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from auctions import rules, selectors
+from auctions import intake, rules, selectors
 from auctions.models import Auction, AuctionEvent, Bid, Intake, Participant
 from core import clock, ledger
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -166,7 +166,7 @@ def auction_start(*, auction_id: int, now: datetime | None = None) -> bool:
     """Start a scheduled auction whose start is due. Idempotent: False if there was nothing to do."""
     now = now or clock.now()
     with transaction.atomic():
-        auction = Auction.objects.select_for_update().filter(pk=auction_id).first()
+        auction = Auction.objects.select_for_update(no_key=True).filter(pk=auction_id).first()
         if auction is None or auction.status != Auction.Status.SCHEDULED or auction.starts_at > now:
             return False
         outbox = Outbox(auction)
@@ -230,33 +230,20 @@ def bid_submit(
         rate_check()
 
     try:
-        with transaction.atomic():
-            intake = Intake.objects.select_for_update().get(pk=auction_id)
-            # Re-read under the Intake lock: an end or cancel that committed before we got the
-            # lock must be seen, or a bid could slip in behind the fence.
-            auction = Auction.objects.only("id", "status", "ends_at").get(pk=auction_id)
-            received_at = now or clock.now()
-            _check_open(auction, received_at)
-            intake.last_position += 1
-            Intake.objects.filter(pk=auction_id).update(last_position=intake.last_position)
-            bid = Bid.objects.create(
-                auction_id=auction_id,
-                bidder=user,
-                amount=amount,
-                max_amount=max_amount,
-                position=intake.last_position,
-                client_bid_id=client_bid_id,
-                channel=channel,
-                received_at=received_at,
-            )
-            transaction.on_commit(lambda: doorbell.ring(auction_id))
+        bid = intake.receive(auction_id=auction_id, bidder_id=user.pk, amount=amount, max_amount=max_amount,
+                             client_bid_id=client_bid_id, channel=channel, received_at=now or clock.now())
     except IntegrityError:
         # The same client_bid_id raced in twice: the other one won; answer with it.
         existing = _existing(auction_id, user, client_bid_id) if client_bid_id else None
         if existing is None:
             raise
         return Submitted(existing, created=False)
-    bid.auction = Auction.objects.get(pk=auction_id)
+    if bid is None:
+        # Ended or cancelled since the check above: say which, as that check would have.
+        _check_open(Auction.objects.only("id", "status", "ends_at").get(pk=auction_id), now or clock.now())
+        raise Conflict("the auction has ended", code="auction_ended")
+    transaction.on_commit(lambda: doorbell.ring(auction_id))
+    bid.auction, bid.bidder = auction, user
     return Submitted(bid, created=True)
 
 
@@ -301,13 +288,23 @@ class _Book:
         self.changed: set[int] = set()
 
     def save(self) -> None:
+        """Write the changed standings and the auction row: one INSERT and one UPDATE per batch."""
+        new, old = [], []
         for user_id in self.changed:
             s = self.state.standings[user_id]
-            row = self.rows.get(user_id) or Participant(auction_id=self.auction.pk, user_id=user_id)
+            row = self.rows.get(user_id)
+            if row is None:
+                row = self.rows[user_id] = Participant(auction_id=self.auction.pk, user_id=user_id)
+                new.append(row)
+            else:
+                old.append(row)
             row.max_amount, row.max_bid_id, row.max_position = s.max_amount, s.max_bid_id, s.max_position
             row.own_amount, row.shown_amount = s.own_amount, s.shown_amount
-            row.save()
-            self.rows[user_id] = row
+        if new:
+            Participant.objects.bulk_create(new)
+        if old:
+            Participant.objects.bulk_update(old, ["max_amount", "max_bid", "max_position", "own_amount",
+                                                  "shown_amount"])
         self.changed.clear()
         a, st = self.auction, self.state
         a.current_price, a.leader_id, a.bid_count = st.current_price, st.leader_id, st.bid_count
@@ -323,12 +320,16 @@ def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
     """Decide every bid of the auction still queued, in position order, in batches of
     BID_BATCH_SIZE, one transaction each, under the auction's row lock.
 
+    The lock is FOR NO KEY UPDATE: it excludes other deciders, ends and cancels, but not the
+    intake's bid INSERTs, whose foreign-key check only takes FOR KEY SHARE on the auction row;
+    a plain FOR UPDATE would make every bid received during a batch wait for that batch's commit.
+
     Idempotent: a duplicate, late or reordered doorbell finds nothing queued and does nothing.
     Returns how many bids it decided."""
     total = 0
     while True:
         with transaction.atomic():
-            auction = Auction.objects.select_for_update().filter(pk=auction_id).first()
+            auction = Auction.objects.select_for_update(no_key=True).filter(pk=auction_id).first()
             if auction is None:
                 return total
             pending = list(
@@ -346,19 +347,61 @@ def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
             return total
 
 
+class _Funds:
+    """What each bidder of a batch can commit to the auction, read once for the whole batch.
+
+    Rule 4 allows a bidder their available coins plus their own hold on this auction, that is,
+    their balance less what they hold on other auctions. With every bidder's account row locked
+    (ascending id, as core.ledger does) that cannot change until the batch commits, and moving
+    this auction's hold from leader to leader does not change it either. So the batch reads it
+    once, and the hold is moved once per batch, from the leader before it to the leader after
+    it: the holds of leaders in between would be placed and released within one transaction."""
+
+    def __init__(self, auction: Auction, user_ids: set[int]) -> None:
+        self.auction = auction
+        self.accounts = _account_ids(user_ids)
+        ids = sorted(self.accounts.values())
+        rows = dict(
+            (pk, balance - held)
+            for pk, balance, held in Account.objects.select_for_update().filter(pk__in=ids)
+            .order_by("pk").values_list("pk", "balance", "held")
+        )
+        here = dict(Hold.objects.filter(auction_id=auction.pk, active=True, account_id__in=ids)
+                    .values_list("account_id", "amount"))
+        self.available = {user_id: rows[pk] + here.get(pk, 0) for user_id, pk in self.accounts.items()}
+        self.holder = auction.leader_id if auction.status == Auction.Status.LIVE else None
+
+    def for_bid(self, user_id: int) -> int:
+        if self.auction.status != Auction.Status.LIVE:
+            return 0
+        return self.available.get(user_id, 0)
+
+    def move_hold(self, state: rules.State) -> None:
+        """Make the ledger's hold on this auction the leader's max (nobody else's), as of `state`."""
+        if self.holder is not None and self.holder != state.leader_id:
+            ledger.hold_release(account_id=self.accounts[self.holder], auction_id=self.auction.pk)
+        if state.leader_id is not None:
+            leader = state.standings[state.leader_id]
+            ledger.hold_set(account_id=self.accounts[state.leader_id], auction_id=self.auction.pk,
+                            amount=leader.max_amount)
+        self.holder = state.leader_id
+
+    def settled(self) -> None:
+        self.holder = None  # settlement captured or released every hold
+
+
 def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now: datetime) -> _Book:
     """Decide `pending` (position order) against the locked auction; write bids, standings,
     holds, settlement and events. The caller holds the Auction row lock and the transaction."""
     book = _Book(auction)
-    accounts = _account_ids({b.bidder_id for b in pending} | set(book.state.standings))
-    names = selectors.usernames({b.bidder_id for b in pending} | set(book.state.standings) | {auction.seller_id})
+    users = {b.bidder_id for b in pending} | set(book.state.standings)
+    funds = _Funds(auction, users)
+    names = selectors.usernames(users | {auction.seller_id})
+    moved = False
     for bid in pending:
         request = rules.BidRequest(bid.pk, bid.bidder_id, bid.amount, bid.max_amount, bid.position, bid.received_at)
-        available = 0
-        if auction.status == Auction.Status.LIVE and bid.bidder_id in accounts:
-            available = ledger.available_for_auction(account_id=accounts[bid.bidder_id], auction_id=auction.pk)
         before = book.state
-        decision = rules.decide_bid(book.terms, before, request, available=available)
+        decision = rules.decide_bid(book.terms, before, request, available=funds.for_bid(bid.bidder_id))
         bid.decided_at = now
         if not decision.accepted:
             bid.status, bid.reason = Bid.Status.REJECTED, decision.reason
@@ -369,7 +412,7 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now:
                 uid for uid in decision.state.standings
                 if before.standings.get(uid) != decision.state.standings[uid]
             )
-            _apply_holds(auction, before, decision.state, accounts)
+            moved = True
             auction.current_price = decision.state.current_price
             auction.leader_id = decision.state.leader_id
             auction.bid_count = decision.state.bid_count
@@ -385,8 +428,13 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now:
                 outbox.to_user(loser, {"type": "outbid", "auction_id": auction.pk,
                                        "current_price": decision.state.current_price})
             if decision.bought_now:
-                _settle_locked(auction, book, outbox, accounts, names, now=now)
+                funds.move_hold(book.state)
+                moved = False
+                _settle_locked(auction, book, outbox, funds.accounts, names, now=now)
+                funds.settled()
         outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
+    if moved:
+        funds.move_hold(book.state)
     Bid.objects.bulk_update(pending, ["status", "reason", "seq", "decided_at"])
     book.save()
     return book
@@ -418,15 +466,6 @@ def _accepted_data(book: _Book, shown: rules.Shown, names: dict[int, str]) -> di
     }
 
 
-def _apply_holds(auction: Auction, before: rules.State, after: rules.State, accounts: dict[int, int]) -> None:
-    """The leader's max is held; nobody else's. Runs inside the decision's transaction."""
-    if before.leader_id is not None and before.leader_id != after.leader_id:
-        ledger.hold_release(account_id=accounts[before.leader_id], auction_id=auction.pk)
-    if after.leader_id is not None:
-        leader = after.standings[after.leader_id]
-        ledger.hold_set(account_id=accounts[after.leader_id], auction_id=auction.pk, amount=leader.max_amount)
-
-
 # --- ending, settling, cancelling -----------------------------------------------------------
 
 
@@ -441,7 +480,7 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
     with transaction.atomic():
         if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
             return False
-        auction = Auction.objects.select_for_update().get(pk=auction_id)
+        auction = Auction.objects.select_for_update(no_key=True).get(pk=auction_id)
         now = now or clock.now()
         if auction.status != Auction.Status.LIVE or now < auction.ends_at:
             return False
@@ -456,6 +495,8 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
             names = selectors.usernames(set(book.state.standings) | {auction.seller_id})
             _settle_locked(auction, book, outbox, accounts, names, now=now)
             book.save()
+        if auction.is_final:
+            intake.close(auction_id)
         outbox.save_events()
         outbox.publish_on_commit()
         return auction.status == Auction.Status.ENDED
@@ -510,7 +551,7 @@ def auction_cancel(*, auction_id: int, now: datetime | None = None) -> Auction:
     with transaction.atomic():
         if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
             raise NotFound("auction not found")
-        auction = Auction.objects.select_for_update().get(pk=auction_id)
+        auction = Auction.objects.select_for_update(no_key=True).get(pk=auction_id)
         if auction.is_final:
             raise Conflict(f"the auction is already {auction.status}", code="auction_final")
         outbox = Outbox(auction, lobby=True)
@@ -525,6 +566,7 @@ def auction_cancel(*, auction_id: int, now: datetime | None = None) -> Auction:
         auction.ended_at = now
         outbox.emit("auction.cancelled", {}, at=now)
         auction.save(update_fields=["status", "ended_at", "seq"])
+        intake.close(auction_id)
         outbox.save_events()
         outbox.publish_on_commit()
     return auction
@@ -537,7 +579,7 @@ def auction_reschedule_end(*, auction_id: int, ends_at: datetime, now: datetime 
     with transaction.atomic():
         if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
             raise NotFound("auction not found")
-        auction = Auction.objects.select_for_update().get(pk=auction_id)
+        auction = Auction.objects.select_for_update(no_key=True).get(pk=auction_id)
         if auction.is_final:
             raise Conflict(f"the auction is already {auction.status}", code="auction_final")
         ends_at = max(ends_at, now)
@@ -563,7 +605,7 @@ def auction_start_now(*, auction_id: int, now: datetime | None = None) -> Auctio
     """Operator action: start a scheduled auction now."""
     now = now or clock.now()
     with transaction.atomic():
-        auction = Auction.objects.select_for_update().filter(pk=auction_id).first()
+        auction = Auction.objects.select_for_update(no_key=True).filter(pk=auction_id).first()
         if auction is None:
             raise NotFound("auction not found")
         if auction.status != Auction.Status.SCHEDULED:

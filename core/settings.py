@@ -197,6 +197,8 @@ BID_RATE_BURST = env_int("BID_RATE_BURST", 40, minimum=1)
 BID_BATCH_SIZE = env_int("BID_BATCH_SIZE", 500, minimum=1)
 # A bid still queued after this long has lost its doorbell: the sweep rings again.
 BID_SWEEP_AFTER_S = env_float("BID_SWEEP_AFTER_S", 2.0)
+# How long a rung doorbell suppresses further rings of the same auction (tasks.doorbell.ring).
+DOORBELL_TTL_S = env_float("DOORBELL_TTL_S", 2.0)
 # Bid workers heartbeat every second; one silent for this long loses its auctions.
 BID_WORKER_TIMEOUT_S = env_float("BID_WORKER_TIMEOUT_S", 4.0)
 # Timers due within this horizon get an ETA task so they fire on time, not on the next tick.

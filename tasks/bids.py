@@ -6,10 +6,12 @@ from celery import shared_task
 from django.db import OperationalError
 
 from auctions import services
+from tasks import doorbell
 
 
 @shared_task(name="tasks.bids.decide", bind=True, acks_late=True, max_retries=None)
 def decide(self, auction_id: int) -> int:
+    doorbell.answered(auction_id)
     try:
         return services.bids_decide_pending(auction_id=auction_id)
     except OperationalError as exc:

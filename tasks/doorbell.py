@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+
 from tasks.queues import DEFAULT_QUEUE, auction_queue
 
 log = logging.getLogger(__name__)
@@ -21,12 +23,47 @@ def _app():
     return app
 
 
-def ring(auction_id: int) -> None:
+def _bell_key(auction_id: int) -> str:
+    return f"gavel:bell:{auction_id}"
+
+
+def ring(auction_id: int, *, force: bool = False) -> None:
+    """Ask the auction's bid worker to decide what is pending. Unless `force`d, a doorbell
+    already on its way is enough: one Redis SET NX instead of a Celery message per bid, and
+    the worker then decides those bids in one batch. The worker clears the mark (`answered`)
+    before it reads what is pending, so a bid committed after that read always rings anew;
+    the mark expires after DOORBELL_TTL_S in case its message was lost (the sweep also rings
+    with force)."""
+    if not force:
+        try:
+            if not _redis().set(_bell_key(auction_id), 1, nx=True, ex=max(1, round(settings.DOORBELL_TTL_S))):
+                return
+        except Exception:
+            log.debug("doorbell mark for auction %s unavailable; ringing anyway", auction_id, exc_info=True)
     try:
         _app().send_task(DECIDE_TASK, args=[auction_id], queue=auction_queue(auction_id))
     except Exception:
         # The bid is already durable; the sweep will ring again once the broker is back.
         log.warning("could not ring auction %s; the sweep will retry", auction_id, exc_info=True)
+        _clear(auction_id)
+
+
+def answered(auction_id: int) -> None:
+    """Called by the bid worker before it reads the auction's pending bids."""
+    _clear(auction_id)
+
+
+def _clear(auction_id: int) -> None:
+    try:
+        _redis().delete(_bell_key(auction_id))
+    except Exception:  # the mark expires by itself
+        log.debug("could not clear the doorbell mark of auction %s", auction_id, exc_info=True)
+
+
+def _redis():
+    from tasks.redis_client import client
+
+    return client()
 
 
 def send_end(auction_id: int, end_version: int, *, eta=None) -> None:

@@ -82,10 +82,10 @@ def test_duplicate_doorbells_decide_nothing_twice(stack, make_user, make_auction
     for k in range(10):
         services.bid_submit(auction_id=auction.pk, user=(alice, bob)[k % 2], amount=10 + k)
     for _ in range(30):  # a storm of redelivered and duplicated messages
-        doorbell.ring(auction.pk)
+        doorbell.ring(auction.pk, force=True)
     _wait_all_decided(auction)
     for _ in range(30):
-        doorbell.ring(auction.pk)
+        doorbell.ring(auction.pk, force=True)
     procs.wait_for(lambda: procs_queue_empty(auction.pk), what="queue drained")
 
     invariants.assert_decided_once(auction)
@@ -114,7 +114,7 @@ def test_two_consumers_of_one_auction_queue_cannot_break_order(stack, make_user,
         procs.wait_for(lambda: f"auction.{auction.pk}" in second.output(), what="bids3 consuming")
         _submit_concurrently(auction, users, per_user=20, seed=11)
         for _ in range(40):
-            doorbell.ring(auction.pk)
+            doorbell.ring(auction.pk, force=True)
         _wait_all_decided(auction)
         invariants.assert_positions_contiguous(auction)
         invariants.assert_decided_once(auction)

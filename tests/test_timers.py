@@ -16,7 +16,11 @@ from tests import invariants, procs
 
 pytestmark = pytest.mark.slow
 
-ON_TIME = timedelta(seconds=1)
+# A bound on the mechanism, not a speed target: a timer armed ahead fires at its second, the
+# every-second tick catches what it missed, so a start or end lands well within this even on a
+# loaded 2-core CI machine; one left to a later sweep or a restart would not. How late ends
+# really are is measured by bench.timers (issue 5: p99 <= 250 ms), not asserted here.
+ON_TIME = timedelta(seconds=3)
 
 
 def _wait_status(auction: Auction, status: str, timeout: float = 30.0) -> Auction:
