@@ -31,6 +31,7 @@ from realtime import frames, snapshots
 from realtime.hub import hub
 from realtime.outbox import CLOSE_TOO_SLOW, Outbox  # 1013, try again later: also used when the layer is away
 from realtime.publish import LOBBY_GROUP, auction_group, user_group
+from realtime.wsnode import serves_prepared_runs
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class _Base(AsyncWebsocketConsumer):
         self.held: list[dict[str, Any]] | None = None  # user frames held back while a bid is submitted
         self.tasks: set[asyncio.Task[None]] | None = None
         self.closing = False
+        self.prepared_runs = serves_prepared_runs(scope)  # see realtime.wsnode.prepare_run
         await super().__call__(scope, receive, self.outbox.send)
 
     def _too_slow(self) -> None:
@@ -177,6 +179,9 @@ class _Base(AsyncWebsocketConsumer):
             else:
                 self.outbox.put(out)
 
+    def hub_events(self, first: int, outs: list[dict[str, Any]], run: dict[str, Any]) -> None:
+        pass
+
     def wants_bid_results(self, frame: dict[str, Any]) -> bool:
         return False
 
@@ -225,13 +230,19 @@ class AuctionConsumer(_Base):
         self.last_seq = snap["seq"]
         await self.send(text_data=frames.encode(snapshots.restamped(snap)))
 
-    def hub_message(self, kind: str, message: dict[str, Any], out: dict[str, Any]) -> None:
-        if kind != "auction.event":
-            super().hub_message(kind, message, out)
-            return
+    def hub_events(self, first: int, outs: list[dict[str, Any]], run: dict[str, Any]) -> None:
         if self.closing:
             return
-        seq = message["seq"]
+        if self.waiting is None and self.last_seq == first - 1 and (len(outs) == 1 or self.prepared_runs):
+            self.outbox.put(run)
+            self.last_seq = first + len(outs) - 1
+            return
+        for offset, out in enumerate(outs):
+            self._event(first + offset, out)
+
+    def _event(self, seq: int, out: dict[str, Any]) -> None:
+        if self.closing:
+            return
         if self.waiting is not None:
             self.waiting.append((seq, out))
             if len(self.waiting) > settings.WS_BUFFER_MESSAGES:

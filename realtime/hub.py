@@ -7,9 +7,10 @@ at over 100 µs per socket per event. Here a message is decoded once per process
 encoded once at publish, and the ASGI message that carries it is built once and handed to each
 socket's Outbox, with the WebSocket frame's bytes ready (realtime.wsnode).
 
-Members are consumers with synchronous hooks: `hub_message(kind, message, out)` for a frame
-from one of their groups, `hub_resync()` when the process may have missed messages, and
-`hub_behind(seq)` for the audit.
+Members are consumers with synchronous hooks: `hub_events(first_seq, outs, run)` for the
+events one transaction committed (one message each, written to a socket in one go when it is
+in step), `hub_message(kind, message, out)` for any other frame from one of their groups,
+`hub_resync()` when the process may have missed messages, and `hub_behind(seq)` for the audit.
 
 Gaps: messages the channel layer lost (a Redis blip, a full buffer) are found in two ways: a
 socket sees a seq jump, or the audit finds a socket still short of the seq the database had one
@@ -33,7 +34,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from realtime import frames, snapshots
-from realtime.wsnode import prepare
+from realtime.wsnode import prepare, prepare_run
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,9 @@ class Hub:
             log.warning("the process's channel buffer overflowed; sockets refill from the log")
             self.resync_all()
             return
-        if kind == "auction.event":
-            cached = self.snapshots.get(message["auction_id"])
-            if cached is not None and message["seq"] > cached["seq"]:
-                del self.snapshots[message["auction_id"]]
+        if kind == "auction.events":
+            self._route_events(message)
+            return
         members = self.groups.get(message.get("group", ""))
         if not members:
             return
@@ -134,6 +134,22 @@ class Hub:
         for member in tuple(members):
             try:
                 member.hub_message(kind, message, out)
+            except Exception:
+                log.exception("socket hook failed")
+
+    def _route_events(self, message: dict[str, Any]) -> None:
+        first, texts = message["seq"], message["texts"]
+        cached = self.snapshots.get(message["auction_id"])
+        if cached is not None and first + len(texts) - 1 > cached["seq"]:
+            del self.snapshots[message["auction_id"]]
+        members = self.groups.get(message.get("group", ""))
+        if not members:
+            return
+        outs = [prepare(text) for text in texts]
+        run = prepare_run(outs)
+        for member in tuple(members):
+            try:
+                member.hub_events(first, outs, run)
             except Exception:
                 log.exception("socket hook failed")
 

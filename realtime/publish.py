@@ -98,11 +98,13 @@ def flush(timeout: float = 5.0) -> None:
 
 
 def publish_events(auction_id: int, events: list[dict[str, Any]]) -> None:
-    # The socket frame is encoded here, once, not once per watching socket.
-    for event in events:
-        text = frames.encode({"type": "event", "event": event})
+    """One message for the events one transaction committed (their seqs are contiguous): the
+    web processes then write them to each socket in one go. Each frame is encoded here, once,
+    not once per watching socket."""
+    if events:
+        texts = [frames.encode({"type": "event", "event": event}) for event in events]
         send(auction_group(auction_id),
-             {"type": "auction.event", "auction_id": auction_id, "seq": event["seq"], "event": event, "text": text})
+             {"type": "auction.events", "auction_id": auction_id, "seq": events[0]["seq"], "texts": texts})
 
 
 def publish_to_user(user_id: int, frame: dict[str, Any]) -> None:

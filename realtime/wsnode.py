@@ -22,6 +22,10 @@ from websockets.frames import OP_TEXT, Frame
 from websockets.protocol import OPEN
 
 FRAME_KEY = "gavel.frame"
+# A run of events as one message: FRAME_KEY holds all their frames, TEXTS_KEY their texts for
+# when the bytes cannot be written as they are. Only sent to sockets whose scope carries
+# FRAME_KEY among its extensions, that is, to sockets this protocol serves.
+TEXTS_KEY = "gavel.texts"
 
 
 def prepare(text: str) -> dict[str, Any]:
@@ -29,7 +33,25 @@ def prepare(text: str) -> dict[str, Any]:
     return {"type": "websocket.send", "text": text, FRAME_KEY: Frame(OP_TEXT, text.encode()).serialize(mask=False)}
 
 
+def prepare_run(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ASGI message that sends the frames of `messages` (from `prepare`) back to back:
+    one write per socket for a run of events instead of one per event."""
+    if len(messages) == 1:
+        return messages[0]
+    return {"type": "websocket.send", FRAME_KEY: b"".join(m[FRAME_KEY] for m in messages),
+            TEXTS_KEY: [m["text"] for m in messages]}
+
+
+def serves_prepared_runs(scope: dict[str, Any]) -> bool:
+    return FRAME_KEY in scope.get("extensions", {})
+
+
 class PreparedFrameProtocol(WebSocketsSansIOProtocol):
+    async def run_asgi(self) -> None:
+        # Tells the application (realtime.consumers) that it may send prepare_run messages.
+        self.scope["extensions"][FRAME_KEY] = {}
+        await super().run_asgi()
+
     async def send(self, message: Any) -> None:
         frame = message.get(FRAME_KEY)
         if (
@@ -43,6 +65,11 @@ class PreparedFrameProtocol(WebSocketsSansIOProtocol):
             and not self.conn.extensions
         ):
             self.transport.write(frame)
+            return
+        texts = message.get(TEXTS_KEY)
+        if texts is not None:
+            for text in texts:
+                await super().send({"type": "websocket.send", "text": text})
             return
         await super().send(message)
         if message["type"] == "websocket.accept":

@@ -74,6 +74,34 @@ def test_a_watcher_gets_a_snapshot_then_events_in_seq_order(make_user, make_auct
     run(scenario())
 
 
+def test_on_a_node_that_takes_prepared_runs_a_batch_of_events_is_one_message(make_user, make_auction):
+    from realtime import wsnode
+
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction(min_increment=5)
+
+    async def node_scope(scope, receive, send):
+        # What realtime.wsnode.PreparedFrameProtocol puts in the scope of the sockets it serves.
+        scope = {**scope, "extensions": {**scope.get("extensions", {}), wsnode.FRAME_KEY: {}}}
+        await application(scope, receive, send)
+
+    async def scenario():
+        comm = WebsocketCommunicator(node_scope, f"/ws/auctions/{auction.pk}/")
+        assert (await comm.connect(timeout=5))[0]
+        assert (await receive(comm))["type"] == "snapshot"
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(
+            auction_id=auction.pk, user=alice, amount=20, max_amount=100)
+        await sync_to_async(services.bid_submit, thread_sensitive=False)(auction_id=auction.pk, user=bob, amount=50)
+        await decide(auction.pk)
+        message = await comm.receive_output(timeout=5)
+        texts = message[wsnode.TEXTS_KEY]
+        assert [json.loads(t)["event"]["seq"] for t in texts] == [2, 3, 4]
+        assert message[wsnode.FRAME_KEY] == b"".join(wsnode.prepare(t)[wsnode.FRAME_KEY] for t in texts)
+        await comm.disconnect()
+
+    run(scenario())
+
+
 def test_a_bid_over_the_socket_is_queued_then_decided(make_user, make_auction):
     alice = make_user("alice")
     auction = make_auction()
@@ -339,8 +367,8 @@ def test_a_socket_that_falls_too_far_behind_is_cut_off_to_resume(make_auction, s
         assert (await receive(comm))["type"] == "snapshot"
         layer = get_channel_layer()
         for seq in range(2, 40):
-            message = {"type": "auction.event", "group": group, "auction_id": auction.pk, "seq": seq,
-                       "text": json.dumps({"seq": seq})}
+            message = {"type": "auction.events", "group": group, "auction_id": auction.pk, "seq": seq,
+                       "texts": [json.dumps({"seq": seq})]}
             await layer.group_send(group, message)
         member = next(iter(hub().groups[group]))
         for _ in range(100):

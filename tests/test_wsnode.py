@@ -18,11 +18,17 @@ from realtime import wsnode
 TEXTS = ["{}", '{"type":"event","event":{"seq":2}}', "é" * 200, "x" * 70_000]  # 7-, 16- and 64-bit lengths
 
 
+SCOPES: list[dict] = []
+
+
 async def app(scope, receive, send):
+    """The first text as one prepared frame, the rest as one run (one message, one write)."""
+    SCOPES.append(scope)
     assert (await receive())["type"] == "websocket.connect"
     await send({"type": "websocket.accept"})
-    for text in TEXTS:
-        await send(wsnode.prepare(text))
+    assert wsnode.serves_prepared_runs(scope)
+    await send(wsnode.prepare(TEXTS[0]))
+    await send(wsnode.prepare_run([wsnode.prepare(text) for text in TEXTS[1:]]))
     await send({"type": "websocket.close", "code": 1000})
 
 
@@ -69,9 +75,11 @@ def test_prepared_frames_arrive_as_the_texts_they_carry(node, monkeypatch):
     texts, extensions = receive_all(node, compress=False)
     assert texts == TEXTS and extensions == []
     assert "websocket.send" not in slow_path, "each frame went out as the prepared bytes"
+    assert SCOPES and all(wsnode.serves_prepared_runs(scope) for scope in SCOPES)
 
 
 @pytest.mark.parametrize("node", [True], indirect=True)
 def test_with_deflate_negotiated_frames_go_the_ordinary_way(node):
+    # A run's frames cannot go out as prepared bytes here: the protocol sends its texts one by one.
     texts, extensions = receive_all(node, compress=True)
     assert extensions == ["permessage-deflate"] and texts == TEXTS
