@@ -3,10 +3,11 @@
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
-# Under ASGI every request's sync code runs in a thread of its own, so a persistent connection is
-# never reused and stays open until its thread is gone: the hot-auction benchmark's REST bidders
-# ran PostgreSQL out of connections (HTTP 500s). Django's advice: no persistent connections here.
-os.environ.setdefault("DB_CONN_MAX_AGE", "0")
+# Under ASGI a request's sync code may run on any of several threads, so a persistent connection
+# per thread is rarely reused and stays open until its thread is gone (the hot-auction benchmark's
+# REST bidders ran PostgreSQL out of connections), while no persistent connection at all costs a
+# new PostgreSQL backend per request. Web processes therefore share a small pool (core/settings.py).
+os.environ.setdefault("DB_POOL_MAX", "8")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 

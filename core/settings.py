@@ -96,9 +96,19 @@ TEMPLATES = [
 ]
 
 _db_url = env_str("DATABASE_URL")
+# DB_POOL_MAX > 0: a psycopg connection pool of that size per process instead of one persistent
+# connection per thread. Web processes use it (core/asgi.py): under ASGI each request's sync code
+# may run on another thread, so per-thread connections either pile up or, closed after every
+# request, cost a new PostgreSQL backend per bid. Workers keep their one persistent connection.
+DB_POOL_MAX = env_int("DB_POOL_MAX", 0, minimum=0)
 if _db_url:
+    _pooled = DB_POOL_MAX > 0 and _db_url.split(":", 1)[0] in {"postgres", "postgresql", "pgsql"}
     DATABASES = {"default": dj_database_url.parse(
-        _db_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True)}
+        _db_url, conn_max_age=0 if _pooled else env_int("DB_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=not _pooled)}
+    if _pooled:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1, "max_size": DB_POOL_MAX, "timeout": env_float("DB_POOL_TIMEOUT_S", 10.0)}
 else:
     DATABASES = {
         "default": {

@@ -331,7 +331,9 @@ class AuctionConsumer(_Base):
         # Its bid.result may be decided and published before bid.queued is out: hold it back.
         self.held = []
         try:
-            result = await database_sync_to_async(_submit)(
+            # Not thread-sensitive: Channels runs those calls of every socket of the process on
+            # one thread, so bids from different sockets would wait for each other's round trips.
+            result = await database_sync_to_async(_submit, thread_sensitive=False)(
                 auction_id=self.auction_id, user=self.user, amount=frame.get("amount"),
                 max_amount=frame.get("max_amount"), client_bid_id=client_bid_id,
             )
