@@ -29,7 +29,9 @@ def git_commit() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines() if line.strip()]
+    # line[2:]: git() strips the output, and with it the first line's leading status blank
+    changed = [line[2:].strip() for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if line.strip()]
     return {"commit": git("rev-parse", "HEAD") or "unknown", "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
             "uncommitted": changed}
 
