@@ -2,7 +2,7 @@
 
     python -m bench.django_side setup   --bidders 2 --max-events N
     python -m bench.django_side publish --auction ID --users a,b --rate 5 --seconds 20
-    python -m bench.django_side hot-check --auction ID
+    python -m bench.django_side hot-check --auction ID [ID ...]
 
 `setup` creates bidder users (with enough coins for every bid the publisher will place) and one
 live auction, and prints `RESULT {json}`. `publish` places straight bids through the service
@@ -11,8 +11,9 @@ layer at a fixed rate, from alternating users with rising amounts, and decides e
 realtime.publish sends to the auction's group after commit. It prints `RESULT {json}`.
 
 `hot-check` is bench/hot_auction.py's audit after a run (not a load client): it reads the tables
-and prints what the checks compare: the auction's bids by status and reason, positions, the
-persisted event stream, the ledger sum and every account's balance, held and available.
+and prints what the checks compare, for each auction given: its bids by status and reason,
+positions, the persisted event stream and its holds; then, once, the ledger sum and every
+account's balance, held and available.
 
 Run with the environment the benchmark sets up (GAVEL_VAR_DIR or DATABASE_URL, REDIS_URL).
 """
@@ -154,28 +155,61 @@ def cmd_publish(args: argparse.Namespace) -> dict:
 
 
 def cmd_hot_check(args: argparse.Namespace) -> dict:
+    """Per auction (bulk queries, so a hundred auctions cost what one does): bids by status and
+    reason, positions, the persisted stream, the holds on it; then the ledger once (one audit query
+    over every account: the ledger spans all auctions)."""
     _django()
     from django.db.models import Count, Max, Min
 
-    from auctions.models import Auction, AuctionEvent, Bid
+    from auctions.models import Auction, AuctionEvent, Bid, Participant
     from core import ledger
     from core.models import Account, Hold, Transfer
 
-    auction = Auction.objects.get(pk=args.auction)
-    by_status: dict[str, int] = {}
-    by_reason: dict[str, int] = {}
-    for row in Bid.objects.filter(auction=auction).values("status", "reason").annotate(n=Count("id")):
-        by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
+    ids = sorted(set(args.auction))
+    auctions = {a.pk: a for a in Auction.objects.filter(pk__in=ids)}
+    if len(auctions) != len(ids):
+        raise SystemExit(f"unknown auction ids: {sorted(set(ids) - set(auctions))}")
+    out = {pk: {"auction": {"id": pk, "status": a.status, "seq": a.seq, "bid_count": a.bid_count,
+                            "current_price": a.current_price},
+                "bids": {"total": 0, "by_status": {}, "rejected_by_reason": {}},
+                "events": {"by_type": {}, "own_bid_accepted": 0}}
+           for pk, a in auctions.items()}
+    for row in (Bid.objects.filter(auction_id__in=ids).values("auction_id", "status", "reason")
+                .annotate(n=Count("id"))):
+        bids = out[row["auction_id"]]["bids"]
+        bids["by_status"][row["status"]] = bids["by_status"].get(row["status"], 0) + row["n"]
         if row["status"] == Bid.Status.REJECTED:
-            by_reason[row["reason"] or "?"] = by_reason.get(row["reason"] or "?", 0) + row["n"]
+            reason = row["reason"] or "?"
+            bids["rejected_by_reason"][reason] = bids["rejected_by_reason"].get(reason, 0) + row["n"]
     contiguous = lambda agg: agg["n"] == 0 or (agg["lo"] == 1 and agg["hi"] == agg["n"] == agg["distinct"])  # noqa: E731
-    pos = Bid.objects.filter(auction=auction).aggregate(n=Count("id"), lo=Min("position"), hi=Max("position"),
-                                                        distinct=Count("position", distinct=True))
-    ev = AuctionEvent.objects.filter(auction=auction).aggregate(n=Count("id"), lo=Min("seq"), hi=Max("seq"),
-                                                                distinct=Count("seq", distinct=True))
-    types = dict(AuctionEvent.objects.filter(auction=auction).values_list("type").annotate(n=Count("id")))
-    own_accepted_events = sum(1 for data in AuctionEvent.objects.filter(auction=auction, type="bid.accepted")
-                              .values_list("data", flat=True) if not data.get("proxy"))
+    empty = {"n": 0, "lo": None, "hi": None, "distinct": 0}
+
+    def spans(model, field: str) -> dict[int, dict]:
+        """Per auction: the rows' count, and min, max and distinct count of `field`."""
+        rows = model.objects.filter(auction_id__in=ids).values("auction_id").annotate(
+            n=Count("id"), lo=Min(field), hi=Max(field), distinct=Count(field, distinct=True))
+        return {row["auction_id"]: row for row in rows}
+
+    positions, seqs = spans(Bid, "position"), spans(AuctionEvent, "seq")
+    for row in (AuctionEvent.objects.filter(auction_id__in=ids).values("auction_id", "type")
+                .annotate(n=Count("id"))):
+        out[row["auction_id"]]["events"]["by_type"][row["type"]] = row["n"]
+    for pk, data in AuctionEvent.objects.filter(auction_id__in=ids, type="bid.accepted").values_list(
+            "auction_id", "data"):
+        if not data.get("proxy"):
+            out[pk]["events"]["own_bid_accepted"] += 1
+    holds: dict[int, list] = {pk: [] for pk in ids}
+    for pk, user_id, amount in Hold.objects.filter(auction_id__in=ids, active=True).values_list(
+            "auction_id", "account__user_id", "amount"):
+        holds[pk].append((user_id, amount))
+    maxima = {(pk, user_id): m for pk, user_id, m in Participant.objects.filter(auction_id__in=ids).values_list(
+        "auction_id", "user_id", "max_amount")}
+    for pk, a in auctions.items():
+        pos, ev = positions.get(pk, empty), seqs.get(pk, empty)
+        out[pk]["bids"].update(total=pos["n"], positions_contiguous=contiguous(pos))
+        out[pk]["events"].update(total=ev["n"], gap_free=contiguous(ev), last_seq_matches=(ev["hi"] or 0) == a.seq)
+        expected = [] if a.is_final or a.leader_id is None else [(a.leader_id, maxima.get((pk, a.leader_id)))]
+        out[pk]["auction_holds_match_leader"] = sorted(holds[pk]) == sorted(expected)
 
     negative, held_mismatch, balance_mismatch, accounts = [], [], [], 0
     for a in ledger.accounts_audit():
@@ -188,24 +222,11 @@ def cmd_hot_check(args: argparse.Namespace) -> dict:
             held_mismatch.append(pk)
         if balance != credited - debited:
             balance_mismatch.append(pk)
-    auction_holds = list(Hold.objects.filter(auction_id=auction.pk, active=True)
-                         .values_list("account__user_id", "amount"))
-    leader_max = None
-    if auction.leader_id is not None:
-        leader_max = auction.participants.get(user_id=auction.leader_id).max_amount
-    expected_holds = [] if auction.is_final or auction.leader_id is None else [(auction.leader_id, leader_max)]
     return {
-        "auction": {"id": auction.pk, "status": auction.status, "seq": auction.seq, "bid_count": auction.bid_count,
-                    "current_price": auction.current_price},
-        "bids": {"total": pos["n"], "by_status": by_status, "rejected_by_reason": by_reason,
-                 "positions_contiguous": contiguous(pos)},
-        "events": {"total": ev["n"], "by_type": types, "own_bid_accepted": own_accepted_events,
-                   "gap_free": contiguous(ev),
-                   "last_seq_matches": (ev["hi"] or 0) == auction.seq},
+        "auctions": {str(pk): v for pk, v in out.items()},
         "ledger": {"sum": ledger.ledger_sum(), "accounts": accounts, "negative_available": negative[:20],
                    "held_mismatch": held_mismatch[:20], "balance_mismatch": balance_mismatch[:20],
-                   "transfers": Transfer.objects.count(),
-                   "auction_holds_match_leader": sorted(auction_holds) == sorted(expected_holds)},
+                   "transfers": Transfer.objects.count()},
     }
 
 
@@ -221,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=5.0)
     p.add_argument("--seconds", type=float, default=20.0)
     h = sub.add_parser("hot-check")
-    h.add_argument("--auction", type=int, required=True)
+    h.add_argument("--auction", type=int, nargs="+", required=True, help="one or more auction ids")
     args = parser.parse_args(argv)
     result = {"setup": cmd_setup, "publish": cmd_publish, "hot-check": cmd_hot_check}[args.cmd](args)
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")

@@ -5,6 +5,12 @@
     python -m bench.hot_auction --via rest                     # the same bidders over REST
     python -m bench.hot_auction --bidders 20 --seconds 10      # `make bench-quick`
     python -m bench.hot_auction --rate 500                     # open loop: 500 bids/s in total
+    python -m bench.hot_auction --auctions 100 --bidders 1000  # scenario 2, "many auctions"
+
+With --auctions N > 1 (scenario 2) there are N live auctions, the bidders spread round-robin over
+them (each bids on its own only), one watcher socket per auction, every check below holds for every
+auction, and the report adds the spread over the auctions (decided/s and p99 submit->result,
+min/p50/max, and the worst auction); the results are `many-auctions-<via>`.
 
 What one run does, on 127.0.0.1, every stage bounded in time (and the bids in count):
  1. the production stack, `deploy/launch.py run`, on its own database, Redis DB, var dir and port
@@ -159,49 +165,80 @@ class Api:
         return json.loads(raw) if raw else {}
 
 
+def pooled(fn, items: list, concurrency: int, what: str) -> list:
+    """fn(item) for every item, `concurrency` at a time, in order; a progress line every 5 s."""
+    out = []
+    with ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        last = time.monotonic()
+        for f in futures:
+            out.append(f.result())
+            if time.monotonic() - last >= 5:
+                last = time.monotonic()
+                log(f"setup: {len(out)}/{len(items)} {what}")
+    return out
+
+
 def setup(api: Api, admin_password: str, a: argparse.Namespace) -> dict:
     t0 = time.monotonic()
     admin = api.call("POST", "/api/auth/token", {"username": "admin", "password": admin_password})["access"]
     tag = secrets.token_hex(3)
     password = f"Hb-{secrets.token_urlsafe(12)}-9x"
     names = [f"hb{i}_{tag}" for i in range(a.bidders)]
-    done = [0]
 
     def make(name: str) -> tuple[str, str]:
         api.call("POST", "/api/auth/register", {"username": name, "password": password}, expect=(201,))
         token = api.call("POST", "/api/auth/token", {"username": name, "password": password})["access"]
         api.call("POST", "/api/wallet/grants", {"username": name, "amount": GRANT, "memo": "hot_auction bench"},
                  token=admin, expect=(201,))
-        done[0] += 1
         return name, token
 
     log(f"setup: registering {a.bidders} bidders over the API ({a.setup_concurrency} at a time; each register "
         "and token hashes a password, which is slow by design)")
-    users: list[tuple[str, str]] = []
-    with ThreadPoolExecutor(a.setup_concurrency) as pool:
-        futures = [pool.submit(make, n) for n in names]
-        last = time.monotonic()
-        for f in futures:
-            users.append(f.result())
-            if time.monotonic() - last >= 5:
-                last = time.monotonic()
-                log(f"setup: {done[0]}/{a.bidders} bidders ready")
+    users = pooled(make, names, a.setup_concurrency, "bidders ready")
+    auctions = open_auctions(api, admin, a, tag)
+    first = auctions[0]
+    log(f"setup: {a.bidders} bidders with {GRANT:,} coins each, "
+        + (f"auction {first['id']} live (seq {first['seq']}, min_next_bid {first['min_next_bid']})"
+           if len(auctions) == 1 else
+           f"{len(auctions)} auctions live (ids {min(x['id'] for x in auctions)}..{max(x['id'] for x in auctions)})")
+        + f" in {time.monotonic() - t0:.1f} s")
+    return {"auctions": auctions, "users": users, "admin": admin, "setup_s": time.monotonic() - t0}
+
+
+def open_auctions(api: Api, admin: str, a: argparse.Namespace, tag: str) -> list[dict]:
+    """--auctions live auctions (POST /api/auctions), each starting now, price 1, increment 1,
+    anti-sniping off, ending long after the run; waits (at most 30 s each) until each is live."""
     now = time.time()
-    auction = api.call("POST", "/api/auctions", {
-        "title": f"hot auction bench {tag}", "description": "bench/hot_auction.py",
-        "starts_at": iso(now - 1), "ends_at": iso(now + a.seconds + a.drain + 900),
-        "starting_price": 1, "min_increment": 1, "extend_window_s": 0, "extend_by_s": 0,
-    }, token=admin, expect=(201,))
-    aid = auction["id"]
-    deadline = time.monotonic() + 30
-    while auction["status"] != "live":
-        if time.monotonic() > deadline:
-            raise ApiError(f"auction {aid} is still {auction['status']} after 30 s")
-        time.sleep(0.2)
-        auction = api.call("GET", f"/api/auctions/{aid}")
-    log(f"setup: {a.bidders} bidders with {GRANT:,} coins each, auction {aid} live (seq {auction['seq']}, "
-        f"min_next_bid {auction['min_next_bid']}) in {time.monotonic() - t0:.1f} s")
-    return {"auction": auction, "users": users, "admin": admin, "setup_s": time.monotonic() - t0}
+
+    def create(k: int) -> dict:
+        auction = api.call("POST", "/api/auctions", {
+            "title": f"hot auction bench {tag}" + (f" #{k + 1}" if a.auctions > 1 else ""),
+            "description": "bench/hot_auction.py",
+            "starts_at": iso(now - 1), "ends_at": iso(now + a.seconds + a.drain + 900),
+            "starting_price": 1, "min_increment": 1, "extend_window_s": 0, "extend_by_s": 0,
+        }, token=admin, expect=(201,))
+        aid = auction["id"]
+        deadline = time.monotonic() + 30
+        while auction["status"] != "live":
+            if time.monotonic() > deadline:
+                raise ApiError(f"auction {aid} is still {auction['status']} after 30 s")
+            time.sleep(0.2)
+            auction = api.call("GET", f"/api/auctions/{aid}")
+        return auction
+
+    return pooled(create, list(range(a.auctions)), a.setup_concurrency, "auctions live")
+
+
+def fetch_auctions(api: Api, ids: list[int], concurrency: int) -> dict[int, dict]:
+    """GET /api/auctions/{id} of each, `concurrency` at a time."""
+    got = pooled(lambda aid: api.call("GET", f"/api/auctions/{aid}"), ids, concurrency, "auctions read")
+    return {x["id"]: x for x in got}
+
+
+def auction_of(bidder: int, auction_ids: list[int]) -> int:
+    """Bidders are spread round-robin over the auctions; each bids only on its own."""
+    return auction_ids[bidder % len(auction_ids)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,17 +443,18 @@ OUTBID_PREFIX = '{"type":"outbid"'
 
 
 class BidderSocket(WsProto):
-    def __init__(self, client: Client, i: int, host: str, port: int, path: str) -> None:
+    def __init__(self, client: Client, i: int, aid: int, host: str, port: int, path: str) -> None:
         super().__init__(host, port, path)
         self.client = client
         self.i = i
-        self.price = False  # this socket's event frames feed the process's price
+        self.aid = aid
+        self.price = False  # this socket's event frames feed the process's price of its auction
         self.current: Rec | None = None
 
     def frame(self, text: str) -> None:
         if text.startswith(EVENT_PREFIX):
             if self.price:
-                self.client.on_event(json.loads(text)["event"])
+                self.client.on_event(self.aid, json.loads(text)["event"])
             return
         if text.startswith(OUTBID_PREFIX):
             return
@@ -424,7 +462,7 @@ class BidderSocket(WsProto):
         t = f.get("type")
         if t == "event":  # a frame this client's prefix test did not recognise
             if self.price:
-                self.client.on_event(f["event"])
+                self.client.on_event(self.aid, f["event"])
         elif t == "bid.queued":
             self.client.on_queued(f["bid"], self.now)
         elif t == "bid.result":
@@ -441,8 +479,10 @@ class Client:
         self.idx = idx
         self.cfg = cfg
         self.c = counters
-        self.mnb = cfg["min_next_bid"]
-        self.last_seq = cfg["seq"]
+        self.ids = cfg["auction_ids"]
+        # per auction: the latest min_next_bid this process knows, and the seq it reflects
+        self.mnb = {aid: mnb for aid, (mnb, _seq) in cfg["start"].items()}
+        self.last_seq = {aid: seq for aid, (_mnb, seq) in cfg["start"].items()}
         self.pending: dict[str, Rec] = {}
         self.recs: list[Rec] = []
         self.errors: Counter = Counter()
@@ -453,12 +493,12 @@ class Client:
 
     # --- frames ---
 
-    def on_event(self, ev: dict) -> None:
-        if ev["seq"] > self.last_seq:
-            self.last_seq = ev["seq"]
+    def on_event(self, aid: int, ev: dict) -> None:
+        if ev["seq"] > self.last_seq[aid]:
+            self.last_seq[aid] = ev["seq"]
             mnb = ev.get("data", {}).get("min_next_bid")
-            if mnb is not None and mnb > self.mnb:
-                self.mnb = mnb
+            if mnb is not None and mnb > self.mnb[aid]:
+                self.mnb[aid] = mnb
 
     def on_queued(self, bid: dict, now: float) -> None:
         rec = self.pending.get(bid.get("client_bid_id"))
@@ -478,8 +518,9 @@ class Client:
             self.c[C_ACCEPTED] += 1
         else:
             rec.outcome = sys.intern(f"{bid['status']}:{bid.get('reason')}")
-            if bid.get("reason") == "below_minimum" and bid["amount"] + 1 > self.mnb:
-                self.mnb = bid["amount"] + 1
+            aid = bid["auction_id"]
+            if bid.get("reason") == "below_minimum" and bid["amount"] + 1 > self.mnb[aid]:
+                self.mnb[aid] = bid["amount"] + 1
         self.c[C_DECIDED] += 1
         self._resolve(rec)
 
@@ -512,8 +553,8 @@ class Client:
 
     # --- bidding ---
 
-    def amount(self, rnd: random.Random) -> int:
-        return self.mnb + (rnd.randint(0, self.cfg["spread"]) if self.cfg["spread"] else 0)
+    def amount(self, aid: int, rnd: random.Random) -> int:
+        return self.mnb[aid] + (rnd.randint(0, self.cfg["spread"]) if self.cfg["spread"] else 0)
 
     def pace(self, state: dict, now: float) -> float:
         """Seconds to wait before the next bid (0 = go): --rate's schedule, then the WS frame budget."""
@@ -553,7 +594,7 @@ class Client:
                 await asyncio.sleep(min(wait, t_end - now))
                 continue
             self.budget -= 1
-            rec = Rec(sock.i, f"{self.idx}.{sock.i}.{k}", self.amount(rnd))
+            rec = Rec(sock.i, f"{self.idx}.{sock.i}.{k}", self.amount(sock.aid, rnd))
             k += 1
             rec.fut = loop.create_future()
             self.pending[rec.cbid] = rec
@@ -580,7 +621,8 @@ class Client:
         rnd = random.Random(f"{self.idx}.{i}")
         interval = self.cfg["interval"]
         state = {"next": t_start + (rnd.random() * interval if interval else 0), "tokens": 1.0, "t": t_start}
-        path = f"/api/auctions/{self.cfg['auction_id']}/bids"
+        aid = auction_of(i, self.ids)
+        path = f"/api/auctions/{aid}/bids"
         k = 0
         c = self.c
         backoff = self.cfg["backoff"]
@@ -593,7 +635,7 @@ class Client:
                 await asyncio.sleep(min(wait, t_end - now))
                 continue
             self.budget -= 1
-            rec = Rec(i, f"{self.idx}.{i}.{k}", self.amount(rnd))
+            rec = Rec(i, f"{self.idx}.{i}.{k}", self.amount(aid, rnd))
             k += 1
             self.recs.append(rec)
             c[C_SENT] += 1
@@ -638,7 +680,7 @@ class Client:
         """Decisions of bidder i's REST bids, from GET /api/me/bids (newest first, at most 1000)
         and GET /api/bids/{id} for older ones; until all are decided or `deadline`."""
         mine = {r.bid_id: r for r in self.recs if r.bidder == i and r.bid_id and not r.outcome}
-        aid = self.cfg["auction_id"]
+        aid = auction_of(i, self.ids)
 
         def take(bid: dict) -> None:
             rec = mine.get(bid["bid_id"])
@@ -700,18 +742,18 @@ async def _recv(conn) -> tuple:
 
 async def _client_main(idx: int, cfg: dict, conn, counters) -> None:
     client = Client(idx, cfg, counters)
-    host, port, aid = cfg["host"], cfg["port"], cfg["auction_id"]
+    host, port = cfg["host"], cfg["port"]
     users = cfg["users"]  # [(global bidder index, username, token)]
     sem = asyncio.Semaphore(32)
     errors: Counter = Counter()
     sockets: list[BidderSocket] = []
     https: list[HttpConn] = []
-    price_sock: BidderSocket | None = None
+    price_socks: list[BidderSocket] = []
 
-    async def open_socket(i: int, token: str | None) -> BidderSocket | None:
+    async def open_socket(i: int, aid: int, token: str | None) -> BidderSocket | None:
         path = f"/ws/auctions/{aid}/" + (f"?token={token}" if token else "")
         async with sem:
-            sock = BidderSocket(client, i, host, port, path)
+            sock = BidderSocket(client, i, aid, host, port, path)
             try:
                 await ws_open(sock, cfg["connect_timeout"])
             except Exception as exc:  # noqa: BLE001 - counted
@@ -723,17 +765,18 @@ async def _client_main(idx: int, cfg: dict, conn, counters) -> None:
             return sock
 
     if cfg["via"] == "ws":
-        opened = await asyncio.gather(*(open_socket(g, tok) for g, _name, tok in users))
+        opened = await asyncio.gather(*(open_socket(g, auction_of(g, client.ids), tok) for g, _name, tok in users))
         sockets = [s for s in opened if s is not None]
-        if sockets:
-            sockets[0].price = True
-            client.on_event({"seq": sockets[0].snapshot["seq"],
-                             "data": {"min_next_bid": sockets[0].snapshot["auction"]["min_next_bid"]}})
+        price_socks = list({s.aid: s for s in reversed(sockets)}.values())  # the first socket of each auction
     else:
-        price_sock = await open_socket(-1, None)
-        if price_sock is not None:
-            price_sock.price = True
-            counters[C_OPEN] -= 1  # not a bidder
+        mine = sorted({auction_of(g, client.ids) for g, _name, _tok in users})  # this process's auctions
+        price_socks = [s for s in await asyncio.gather(*(open_socket(-1, aid, None) for aid in mine)) if s]
+        counters[C_OPEN] -= len(price_socks)  # not bidders
+    for s in price_socks:
+        s.price = True
+        client.on_event(s.aid, {"seq": s.snapshot["seq"],
+                                "data": {"min_next_bid": s.snapshot["auction"]["min_next_bid"]}})
+    if cfg["via"] == "rest":
         for g, _name, tok in users:
             http = HttpConn(host, port, tok)
             try:
@@ -772,8 +815,9 @@ async def _client_main(idx: int, cfg: dict, conn, counters) -> None:
     await _recv(conn)  # "exit"
     for s in sockets:
         s.close()
-    if price_sock is not None:
-        price_sock.close()
+    if cfg["via"] == "rest":
+        for s in price_socks:
+            s.close()
     for h in https:
         h.close()
 
@@ -824,24 +868,36 @@ def watcher_proc(cfg: dict, conn, counters) -> None:
 
 
 async def _watcher_main(cfg: dict, conn, counters) -> None:
-    w = WatcherSocket(cfg["host"], cfg["port"], f"/ws/auctions/{cfg['auction_id']}/", counters)
-    await ws_open(w, cfg["connect_timeout"])
-    base = w.snapshot["seq"]
-    counters[W_LAST] = base
-    conn.send(("ready", {"snapshot_seq": base}))
+    """One socket per auction (in cfg["auction_ids"]); the counters add them up."""
+    sem = asyncio.Semaphore(32)
+
+    async def open_one(aid: int) -> WatcherSocket:
+        async with sem:
+            w = WatcherSocket(cfg["host"], cfg["port"], f"/ws/auctions/{aid}/", counters)
+            return await ws_open(w, cfg["connect_timeout"])
+
+    ids = cfg["auction_ids"]
+    watchers = dict(zip(ids, await asyncio.gather(*(open_one(aid) for aid in ids)), strict=True))
+    bases = {aid: w.snapshot["seq"] for aid, w in watchers.items()}
+    counters[W_LAST] = max(bases.values())
+    conn.send(("ready", {"snapshot_seq": bases}))
     msg = await _recv(conn)
     if msg[0] == "final":
-        _, final, timeout = msg
-        w.final = final
-        if (w.seqs[-1] if w.seqs else base) < final and w.phase == "open":
-            try:
-                await asyncio.wait_for(w.reached.wait(), timeout)
-            except TimeoutError:
-                pass
-    conn.send(("result", {"snapshot_seq": base, "seqs": w.seqs.tobytes(), "times": w.times.tobytes(),
-                          "bid_ids": w.bid_ids.tobytes(), "types": dict(w.types), "other": dict(w.other),
-                          "closed": w.closed_why}))
-    w.close()
+        _, finals, timeout = msg
+        behind = []
+        for aid, w in watchers.items():
+            w.final = finals[aid]
+            if (w.seqs[-1] if w.seqs else bases[aid]) < w.final and w.phase == "open":
+                behind.append(w.reached.wait())
+        try:
+            await asyncio.wait_for(asyncio.gather(*behind), timeout)
+        except TimeoutError:
+            pass
+    conn.send(("result", {aid: {"snapshot_seq": bases[aid], "seqs": w.seqs.tobytes(), "times": w.times.tobytes(),
+                                "bid_ids": w.bid_ids.tobytes(), "types": dict(w.types), "other": dict(w.other),
+                                "closed": w.closed_why} for aid, w in watchers.items()}))
+    for w in watchers.values():
+        w.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -851,16 +907,19 @@ async def _watcher_main(cfg: dict, conn, counters) -> None:
 _EXC_LINE = re.compile(r"^(\S+)\s+\| ((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.*)$")
 
 
-def stack_log_summary(path: Path | None, auction_id: int, since: str = "") -> dict:
+_QUEUE = re.compile(r"\bauction\.(\d+)(?![\d.])")
+
+
+def stack_log_summary(path: Path | None, auction_ids: list[int], since: str = "") -> dict:
     """Tracebacks and exception lines by process; HTTP 5xx answers; which bid worker started or
-    cancelled consuming the auction's queue, and how many doorbell tasks each one ran."""
+    cancelled consuming the auctions' queues, and how many doorbell tasks each one ran."""
     out: dict = {"tracebacks": {}, "exceptions": {}, "http_5xx": 0, "queue_moves": [], "decide_tasks": {}}
     if path is None or not path.exists():
         return out
     tracebacks: Counter = Counter()
     exceptions: Counter = Counter()
     decides: Counter = Counter()
-    queue = f"auction.{auction_id}"
+    ours = set(auction_ids)
     with open(path, errors="replace") as fh:
         for line in fh:
             name, bar, rest = line.partition("|")
@@ -873,10 +932,10 @@ def stack_log_summary(path: Path | None, auction_id: int, since: str = "") -> di
                 out["http_5xx"] += 1
             elif "tasks.bids.decide" in rest and "succeeded" in rest:
                 decides[name] += 1
-            elif queue in rest and ("Started consuming from" in rest or "Canceling queue" in rest):
-                if rest.rstrip().endswith(queue) or f"{queue} " in rest or f"{queue}\n" in rest:
-                    out["queue_moves"].append(f"{rest.strip()[:19]} {name} "
-                                              f"{'start' if 'Started' in rest else 'cancel'}")
+            elif "Started consuming from" in rest or "Canceling queue" in rest:
+                for aid in {int(m) for m in _QUEUE.findall(rest)} & ours:
+                    out["queue_moves"].append(f"{rest.strip()[:19]} {name} {'start' if 'Started' in rest else 'cancel'}"
+                                              + (f" auction.{aid}" if len(ours) > 1 else ""))
             else:
                 m = _EXC_LINE.match(line.rstrip("\n"))
                 if m:
@@ -1029,6 +1088,85 @@ class CpuMeter:
 
 
 # --------------------------------------------------------------------------------------------
+# one auction's figures and checks (scenario 2 sums them over every auction)
+# --------------------------------------------------------------------------------------------
+
+
+def is_decided(outcome: str) -> bool:
+    return outcome == "accepted" or outcome.startswith("rejected:")
+
+
+class AuctionTally:
+    """One auction: its bidders' records (rows of Client.result), the stream its watcher saw, the
+    auction as the API shows it after the run and its part of the hot-check audit. `ok` holds the
+    auction's share of each check."""
+
+    def __init__(self, aid: int, recs: list, wres: dict, final: dict, db: dict, t_start: float,
+                 t_end: float) -> None:
+        self.aid, self.final, self.db = aid, final, db
+        self.decided = [r for r in recs if is_decided(r[5])]
+        self.submitted = [r for r in recs if r[2] or is_decided(r[5])]
+        self.accepted = [r for r in self.decided if r[5] == "accepted"]
+        self.undecided = [r for r in self.submitted if not is_decided(r[5])]
+        self.unanswered = [r for r in recs if not r[2] and not r[5]]  # sent, and neither queued nor refused
+        self.in_window = [r for r in self.decided if t_start <= r[3] <= t_end]
+        self.rejected_by = Counter(r[5].split(":", 1)[1] for r in self.decided if r[5] != "accepted")
+        self.queued_ms = [(r[2] - r[1]) * 1000 for r in self.submitted if r[2]]
+        self.result_ms = [(r[3] - r[1]) * 1000 for r in self.decided]
+        # the stream the watcher saw
+        seqs = array("q")
+        seqs.frombytes(wres["seqs"])
+        times = array("d")
+        times.frombytes(wres["times"])
+        bid_ids = array("q")
+        bid_ids.frombytes(wres["bid_ids"])
+        self.wres, self.events = wres, len(seqs)
+        self.base = wres["snapshot_seq"]
+        self.expected = final["seq"] - self.base
+        self.dups = len(seqs) - len(set(seqs))
+        watcher_gap_free = list(seqs) == list(range(self.base + 1, final["seq"] + 1)) \
+            and not wres["other"].get("snapshot_again")
+        seen_at = {b: t for b, t in zip(bid_ids, times, strict=True) if b}
+        sub_by_bid = {r[4]: r[1] for r in self.accepted if r[4]}
+        self.event_ms = [(seen_at[b] - t) * 1000 for b, t in sub_by_bid.items() if b in seen_at]
+        self.missing_events = [b for b in sub_by_bid if b not in seen_at]
+        bids, status = db["bids"], db["bids"]["by_status"]
+        self.ok = {
+            "decided": bool(self.decided),
+            "answered": not self.undecided and not self.unanswered,
+            "database": (status.get("accepted", 0) == len(self.accepted)
+                         and status.get("rejected", 0) == sum(self.rejected_by.values())
+                         and status.get("queued", 0) == 0 and bids["total"] == len(self.submitted)
+                         and bids["rejected_by_reason"] == dict(self.rejected_by)),
+            "stream": (watcher_gap_free and self.dups == 0 and db["events"]["gap_free"]
+                       and db["events"]["last_seq_matches"]),
+            "events seen": not self.missing_events and db["events"]["own_bid_accepted"] == len(self.accepted),
+            "holds": db["auction_holds_match_leader"],
+            "positions": bids["positions_contiguous"],
+        }
+
+    def figures(self, window: float) -> dict:
+        return {"decided": len(self.decided), "decided_in_window": len(self.in_window),
+                "decided_per_s": round(len(self.in_window) / window, 1), "accepted": len(self.accepted),
+                "submit_to_result_ms": pcts(self.result_ms), "submit_to_event_seen_ms": pcts(self.event_ms),
+                "events": self.events, "final_seq": self.final["seq"],
+                "failed": [k for k, ok in self.ok.items() if not ok]}
+
+
+def per_auction_spread(per: dict[int, dict]) -> dict:
+    """Scenario 2's spread over the auctions (values of AuctionTally.figures): decided bids/s and p99
+    submit->result as min/p50/max, and the worst auction: the one with no decision at all, else the
+    highest p99 submit->result."""
+    rates = sorted(f["decided_per_s"] for f in per.values())
+    p99s = sorted(f["submit_to_result_ms"][2] for f in per.values() if f["submit_to_result_ms"][2] is not None)
+    worst = max(per, key=lambda aid: (per[aid]["submit_to_result_ms"][2] is None,
+                                      per[aid]["submit_to_result_ms"][2] or 0.0))
+    return {"decided_per_s": [rates[0], pct(rates, 50), rates[-1]],
+            "submit_to_result_p99_ms": [p99s[0], pct(p99s, 50), p99s[-1]] if p99s else [None, None, None],
+            "worst": {"auction_id": worst, **per[worst]}}
+
+
+# --------------------------------------------------------------------------------------------
 # the orchestrator
 # --------------------------------------------------------------------------------------------
 
@@ -1068,18 +1206,20 @@ class HotAuction:
         self.out["stack"] = stack.info
         api = Api(stack.base_url)
         s = setup(api, stack.admin_password, a)
-        auction = s["auction"]
-        aid = auction["id"]
+        ids = [x["id"] for x in s["auctions"]]
         self.out["setup_s"] = round(s["setup_s"], 1)
-        self.out["auction_id"] = aid
+        if len(ids) == 1:
+            self.out["auction_id"] = ids[0]
+        else:
+            self.out.update(auctions=len(ids), auction_ids=ids)
         host, port = "127.0.0.1", stack.port
 
         ctx = mp.get_context("spawn")
-        # the watcher
+        # the watcher: one socket per auction
         wcounters = ctx.Array("q", 2, lock=False)
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=watcher_proc, name="watcher", daemon=True,
-                           args=({"host": host, "port": port, "auction_id": aid, "connect_timeout": 30}, child,
+                           args=({"host": host, "port": port, "auction_ids": ids, "connect_timeout": 30}, child,
                                  wcounters))
         proc.start()
         child.close()
@@ -1091,12 +1231,13 @@ class HotAuction:
         nclients = a.clients or (1 if n < 50 else 2)
         nclients = max(1, min(nclients, n))
         interval = n / a.rate if a.rate else 0.0
-        base_cfg = {"host": host, "port": port, "auction_id": aid, "via": a.via, "spread": a.spread,
+        base_cfg = {"host": host, "port": port, "auction_ids": ids, "via": a.via, "spread": a.spread,
                     "interval": interval, "frame_rate": a.ws_frame_rate if a.via == "ws" else 0.0,
                     "frame_burst": a.ws_frame_burst, "backoff": a.backoff, "connect_timeout": 60,
-                    "min_next_bid": auction["min_next_bid"], "seq": auction["seq"]}
+                    "start": {x["id"]: (x["min_next_bid"], x["seq"]) for x in s["auctions"]}}
         users = [(i, name, tok) for i, (name, tok) in enumerate(s["users"])]
         log(f"opening {n} {a.via} bidders in {nclients} client process(es)"
+            + (f", spread round-robin over {len(ids)} auctions" if len(ids) > 1 else "")
             + (f", paced to {a.ws_frame_rate:g} frames/s each (the server's per-socket limit is "
                f"{SERVER_FRAME_LIMIT}/s)" if a.via == "ws" and a.ws_frame_rate else ""))
         for k in range(nclients):
@@ -1166,7 +1307,8 @@ class HotAuction:
             log(f"{el:5.1f} s: sent {tot[C_SENT]:,}, {what} {tot[done_key]:,} ({tot[done_key] / el:,.0f}/s so far, "
                 f"{rate_now:,.0f}/s last second), in flight {tot[C_INFLIGHT]}, rate_limited {tot[C_RATE]}, "
                 f"errors {tot[C_ERR]}, open {tot[C_OPEN]}; watcher: {self.watcher[2][W_EVENTS]:,} events "
-                f"(seq {self.watcher[2][W_LAST]})" + (f"; db connections {guard.peak} peak" if guard else ""))
+                + (f"(seq {self.watcher[2][W_LAST]})" if len(ids) == 1 else f"on {len(ids)} sockets")
+                + (f"; db connections {guard.peak} peak" if guard else ""))
         cpu = meter.stop()
         log(f"window over; waiting up to {a.drain:g} s for the outstanding decisions")
         results = [self._recv(c[1], "result", a.drain + 90, c[0].name) for c in self.clients]
@@ -1174,9 +1316,8 @@ class HotAuction:
             guard.halt.set()
             guard.join(5)
             self.out["postgres_connections"] = guard.figures(t_start)
-        final_auction = api.call("GET", f"/api/auctions/{aid}")
-        final_seq = final_auction["seq"]
-        self.watcher[1].send(("final", final_seq, 30.0))
+        finals = fetch_auctions(api, ids, a.setup_concurrency)
+        self.watcher[1].send(("final", {aid: x["seq"] for aid, x in finals.items()}, 30.0))
         wres = self._recv(self.watcher[1], "result", 60, "watcher")
         for _p, conn, _c in self.clients:
             try:
@@ -1184,7 +1325,7 @@ class HotAuction:
             except OSError:
                 pass
         log("auditing the database (bench/django_side.py hot-check)")
-        done = subprocess.run([PYTHON, "-m", "bench.django_side", "hot-check", "--auction", str(aid)], cwd=ROOT,
+        done = subprocess.run([PYTHON, "-m", "bench.django_side", "hot-check", "--auction", *map(str, ids)], cwd=ROOT,
                               env=stack.env, capture_output=True, text=True, timeout=180, preexec_fn=DIE_WITH_PARENT)
         audit = None
         for line in done.stdout.splitlines():
@@ -1192,83 +1333,95 @@ class HotAuction:
                 audit = json.loads(line[7:])
         if audit is None:
             raise SystemExit(f"hot-check failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-        self.out["stack_log"] = stack_log_summary(stack.logfile, aid)
-        self.summarize(t_start, t_end, results, wres, wready, final_auction, audit, cpu, connect_errors, opened,
+        self.out["stack_log"] = stack_log_summary(stack.logfile, ids)
+        self.summarize(t_start, t_end, results, wres, wready, finals, audit, cpu, connect_errors, opened,
                        nclients)
         return 0 if all(c["ok"] for c in self.out["checks"].values()) else 1
 
     # --- figures ---
 
-    def summarize(self, t_start, t_end, results, wres, wready, final_auction, audit, cpu, connect_errors, opened,
+    def summarize(self, t_start, t_end, results, wres, wready, finals, audit, cpu, connect_errors, opened,
                   nclients) -> None:
         a = self.a
         recs = [r for res in results for r in res["recs"]]
         outcomes = Counter(r[5] for r in recs)
-        decided = [r for r in recs if r[5] == "accepted" or r[5].startswith("rejected:")]
-        submitted = [r for r in recs if r[2] or r in decided]
-        accepted = [r for r in decided if r[5] == "accepted"]
-        undecided = [r for r in submitted if r[5] != "accepted" and not r[5].startswith("rejected:")]
-        unanswered = [r for r in recs if not r[2] and not r[5]]  # sent, and neither queued nor refused
-        in_window = [r for r in decided if t_start <= r[3] <= t_end]
-        lat_q = pcts((r[2] - r[1]) * 1000 for r in submitted if r[2])
-        lat_res = pcts((r[3] - r[1]) * 1000 for r in decided)
-        # the stream the watcher saw
-        seqs = array("q")
-        seqs.frombytes(wres["seqs"])
-        times = array("d")
-        times.frombytes(wres["times"])
-        bid_ids = array("q")
-        bid_ids.frombytes(wres["bid_ids"])
-        base = wres["snapshot_seq"]
-        expected = list(range(base + 1, final_auction["seq"] + 1))
-        gap_free = list(seqs) == expected and not wres["other"].get("snapshot_again")
-        dups = len(seqs) - len(set(seqs))
-        seen_at = {b: t for b, t in zip(bid_ids, times, strict=True) if b}
-        sub_by_bid = {r[4]: r[1] for r in accepted if r[4]}
-        ev_lat = [(seen_at[b] - t) * 1000 for b, t in sub_by_bid.items() if b in seen_at]
-        missing_events = [b for b in sub_by_bid if b not in seen_at]
-        lat_ev = pcts(ev_lat, (50, 95, 99, 100))
-        rejected_by = Counter(r[5].split(":", 1)[1] for r in decided if r[5] != "accepted")
+        ids = list(finals)
+        mine: dict[int, list] = {aid: [] for aid in ids}
+        for r in recs:
+            mine[auction_of(r[0], ids)].append(r)
+        tallies = [AuctionTally(aid, mine[aid], wres[aid], finals[aid], audit["auctions"][str(aid)], t_start, t_end)
+                   for aid in ids]
+        many = len(tallies) > 1
+
+        def every(attr: str) -> list:
+            return [x for t in tallies for x in getattr(t, attr)]
+
+        def total(attr: str) -> int:
+            return sum(getattr(t, attr) for t in tallies)
+
+        def failing(key: str) -> str:
+            """Which auctions fail their share of a check (scenario 2 only)."""
+            bad = [str(t.aid) for t in tallies if not t.ok[key]]
+            if not many or not bad:
+                return ""
+            return f"; failing in auctions {', '.join(bad[:10])}" + (f" (+{len(bad) - 10} more)" if len(bad) > 10
+                                                                      else "")
+
+        def share(values: list[bool]) -> str:
+            return str(values[0]) if len(values) == 1 else f"{sum(values)}/{len(values)} auctions"
+
+        decided, submitted, accepted = every("decided"), every("submitted"), every("accepted")
+        undecided, unanswered, in_window = every("undecided"), every("unanswered"), every("in_window")
+        lat_q, lat_res = pcts(every("queued_ms")), pcts(every("result_ms"))
+        lat_ev = pcts(every("event_ms"))
+        missing_events = every("missing_events")
+        rejected_by: Counter = sum((t.rejected_by for t in tallies), Counter())
+        db_status: Counter = sum((Counter(t.db["bids"]["by_status"]) for t in tallies), Counter())
+        db_total = sum(t.db["bids"]["total"] for t in tallies)
         errors: Counter = Counter()
         closes: Counter = Counter()
         for res in results:
             errors.update(res["errors"])
             closes.update(res["closes"])
         paced = sum(res["paced_s"] for res in results)
-        db_bids = audit["bids"]
-        db_status = db_bids["by_status"]
         led = audit["ledger"]
+        if many:
+            stream_detail = (f"{total('events')} events on {len(tallies)} watchers, expected {total('expected')} "
+                             f"(each to its auction's last seq); duplicates {total('dups')}; database stream "
+                             f"gap-free {share([t.db['events']['gap_free'] for t in tallies])}")
+        else:
+            t = tallies[0]
+            stream_detail = (f"{t.events} events after snapshot seq {t.base}, expected {t.expected} (to seq "
+                             f"{t.final['seq']}); duplicates {t.dups}; database stream gap-free "
+                             f"{t.db['events']['gap_free']}")
         checks = {
-            "decided > 0": {"ok": len(decided) > 0, "detail": f"{len(decided)} decided"},
+            "decided > 0": {"ok": all(t.ok["decided"] for t in tallies),
+                            "detail": f"{len(decided)} decided" + failing("decided")},
             "every bid answered and every submitted bid decided": {
-                "ok": not undecided and not unanswered,
+                "ok": all(t.ok["answered"] for t in tallies),
                 "detail": f"{len(undecided)} of {len(submitted)} submitted without a decision after {a.drain:g} s; "
-                          f"{len(unanswered)} sent without any answer"},
+                          f"{len(unanswered)} sent without any answer" + failing("answered")},
             "decided = accepted + rejected = database": {
-                "ok": (len(decided) == len(accepted) + sum(rejected_by.values())
-                       and db_status.get("accepted", 0) == len(accepted)
-                       and db_status.get("rejected", 0) == sum(rejected_by.values())
-                       and db_status.get("queued", 0) == 0 and db_bids["total"] == len(submitted)
-                       and db_bids["rejected_by_reason"] == dict(rejected_by)),
+                "ok": all(t.ok["database"] for t in tallies),
                 "detail": f"clients: {len(submitted)} submitted, {len(accepted)} accepted + "
-                          f"{sum(rejected_by.values())} rejected; database: {db_bids['total']} bids, {db_status}"},
-            "stream gap-free (watcher)": {
-                "ok": gap_free and dups == 0 and audit["events"]["gap_free"] and audit["events"]["last_seq_matches"],
-                "detail": f"{len(seqs)} events after snapshot seq {base}, expected {len(expected)} "
-                          f"(to seq {final_auction['seq']}); duplicates {dups}; database stream gap-free "
-                          f"{audit['events']['gap_free']}"},
+                          f"{sum(rejected_by.values())} rejected; database: {db_total} bids, {dict(db_status)}"
+                          + failing("database")},
+            "stream gap-free (watcher)": {"ok": all(t.ok["stream"] for t in tallies),
+                                          "detail": stream_detail + failing("stream")},
             "every accepted bid's event seen": {
-                "ok": not missing_events and audit["events"]["own_bid_accepted"] == len(accepted),
-                "detail": f"{len(missing_events)} missing; database: {audit['events']['own_bid_accepted']} own "
-                          "bid.accepted events"},
+                "ok": all(t.ok["events seen"] for t in tallies),
+                "detail": f"{len(missing_events)} missing; database: "
+                          f"{sum(t.db['events']['own_bid_accepted'] for t in tallies)} own bid.accepted events"
+                          + failing("events seen")},
             "ledger sums to 0, no negative available": {
                 "ok": (led["sum"] == 0 and not led["negative_available"] and not led["held_mismatch"]
-                       and not led["balance_mismatch"] and led["auction_holds_match_leader"]),
+                       and not led["balance_mismatch"] and all(t.ok["holds"] for t in tallies)),
                 "detail": f"sum {led['sum']}, negative available {led['negative_available']}, held mismatches "
                           f"{led['held_mismatch']}, balance mismatches {led['balance_mismatch']}, auction holds = "
-                          f"leader's max {led['auction_holds_match_leader']} ({led['accounts']} accounts, "
-                          f"{led['transfers']} transfers)"},
-            "bid positions contiguous": {"ok": db_bids["positions_contiguous"], "detail": ""},
+                          f"leader's max {share([t.ok['holds'] for t in tallies])} ({led['accounts']} accounts, "
+                          f"{led['transfers']} transfers)" + failing("holds")},
+            "bid positions contiguous": {"ok": all(t.ok["positions"] for t in tallies),
+                                         "detail": failing("positions").removeprefix("; ")},
             "PostgreSQL connections under the guard's cap": {
                 "ok": not (self.out.get("postgres_connections") or {}).get("stopped_bidding_at_s"),
                 "detail": self._connections_detail()},
@@ -1297,11 +1450,21 @@ class HotAuction:
                            "quantiles": [50, 95, 99, 100]},
             "result_source": ("bid.result frame on the bidder's socket" if a.via == "ws" else
                               "decided_at of GET /api/me/bids (server clock, same machine); queued = the 202"),
-            "watcher": {"events": len(seqs), "snapshot_seq": base, "final_seq": final_auction["seq"],
-                        "types": wres["types"], "closed": wres["closed"]},
-            "auction_final": {k: final_auction[k] for k in ("status", "current_price", "bid_count", "seq")},
             "audit": audit, "cpu": cpu, "checks": checks,
+            "plots": {"cdf": {"submit->result": results_mod.cdf(every("result_ms"))},
+                      "timeline": {"decided bids/s": results_mod.per_second((r[3] for r in decided), t_start)}},
         })
+        if many:
+            types: Counter = sum((Counter(t.wres["types"]) for t in tallies), Counter())
+            self.out["watcher"] = {"sockets": len(tallies), "events": total("events"), "types": dict(types),
+                                   "closed": {t.aid: t.wres["closed"] for t in tallies if t.wres["closed"]}}
+            self.out["per_auction"] = {t.aid: t.figures(window) for t in tallies}
+            self.out["per_auction_spread"] = per_auction_spread(self.out["per_auction"])
+        else:
+            t = tallies[0]
+            self.out["watcher"] = {"events": t.events, "snapshot_seq": t.base, "final_seq": t.final["seq"],
+                                   "types": t.wres["types"], "closed": t.wres["closed"]}
+            self.out["auction_final"] = {k: t.final[k] for k in ("status", "current_price", "bid_count", "seq")}
         with open("/proc/loadavg") as fh:
             self.out["loadavg_after"] = fh.read().split()[:3]
         self.report()
@@ -1325,7 +1488,8 @@ class HotAuction:
         rule = "=" * 100
         w("")
         w(rule)
-        w(f"hot_auction via {o['via']}: {o['bidders']} bidders ({o['bidders_connected']} connected) in "
+        w(f"hot_auction via {o['via']}: {o['bidders']} bidders ({o['bidders_connected']} connected) "
+          + (f"spread over {o['auctions']} auctions " if o.get("auctions") else "") + "in "
           f"{o['client_processes']} client process(es), {o['seconds']:g} s, "
           + (f"open loop at {o['rate_target']:g} bids/s" if o["rate_target"] else "closed loop"))
         w(f"stack: web x{st['web_workers']}, bid workers x{st['bid_workers']}, {st['database']['engine']} "
@@ -1345,13 +1509,17 @@ class HotAuction:
             w(f"  {'PASS' if c['ok'] else 'FAIL'}  {name}" + (f": {c['detail']}" if c["detail"] else ""))
         met_rate = o["decided_per_s"] >= TARGET_DECIDED_PER_S
         p99 = lat["submit_to_result"][2]
-        w(f"targets: >= {TARGET_DECIDED_PER_S:,} decided bids/s: {'MET' if met_rate else 'NOT MET'} "
-          f"({o['decided_per_s']:,.0f}); p99 submit->result <= {TARGET_P99_MS:.0f} ms at half the maximum rate: "
-          + (f"{'MET' if p99 is not None and p99 <= TARGET_P99_MS else 'NOT MET'} ({ms(p99)} ms at "
-             f"{o['rate_target']:g} bids/s; that is half the maximum only if the maximum is "
-             f"{2 * o['rate_target']:g}/s)" if o["rate_target"] else
-             f"not measured by a closed-loop run (p99 here {ms(p99)} ms at the maximum rate; run --rate "
-             f"{max(1, round(o['decided_per_s'] / 2))} for half of it)"))
+        if o.get("auctions"):  # scenario 2 has one target: the aggregate rate
+            w(f"target: >= {TARGET_DECIDED_PER_S:,} decided bids/s in total: {'MET' if met_rate else 'NOT MET'} "
+              f"({o['decided_per_s']:,.0f})")
+        else:
+            w(f"targets: >= {TARGET_DECIDED_PER_S:,} decided bids/s: {'MET' if met_rate else 'NOT MET'} "
+              f"({o['decided_per_s']:,.0f}); p99 submit->result <= {TARGET_P99_MS:.0f} ms at half the maximum rate: "
+              + (f"{'MET' if p99 is not None and p99 <= TARGET_P99_MS else 'NOT MET'} ({ms(p99)} ms at "
+                 f"{o['rate_target']:g} bids/s; that is half the maximum only if the maximum is "
+                 f"{2 * o['rate_target']:g}/s)" if o["rate_target"] else
+                 f"not measured by a closed-loop run (p99 here {ms(p99)} ms at the maximum rate; run --rate "
+                 f"{max(1, round(o['decided_per_s'] / 2))} for half of it)"))
         w(rule)
         print("\n".join(lines), flush=True)
 
@@ -1379,6 +1547,8 @@ class HotAuction:
              + (" (decided_at, server clock)" if o["via"] == "rest" else " (bid.result)")),
             ("submit->event seen ms p50/p95/p99/max", q4(lat["submit_to_event_seen"]) + " (watcher, accepted bids)"),
         ]
+        if o.get("auctions"):
+            rows += self.per_auction_rows()
         if o["via"] == "ws":
             share = 100 * (o["paced_share"] or 0)
             rows.append(("waited for frame pacing", f"{o['paced_s']:.1f} bidder-s = {share:.0f}% of the bidders' time"))
@@ -1408,6 +1578,24 @@ class HotAuction:
                                 f"other users' processes {m['others_s']:.1f} core-s over {cpu['window_s']:.1f} s"))
         return rows
 
+    def per_auction_rows(self) -> list[tuple[str, str]]:
+        """Scenario 2: how the auctions fared one by one."""
+        o = self.out
+        spread, worst = o["per_auction_spread"], o["per_auction_spread"]["worst"]
+        lo, hi = o["bidders"] // o["auctions"], -(-o["bidders"] // o["auctions"])
+        return [
+            ("auctions", f"{o['auctions']}, {lo if lo == hi else f'{lo}-{hi}'} bidder(s) each (round-robin), one "
+                         "watcher socket each"),
+            ("per auction: decided bids/s min/p50/max", " / ".join(f"{v:,.1f}" for v in spread["decided_per_s"])),
+            ("per auction: p99 submit->result ms min/p50/max",
+             " / ".join(ms(v) for v in spread["submit_to_result_p99_ms"])),
+            ("worst auction (highest p99 submit->result)",
+             f"auction {worst['auction_id']}: {worst['decided_per_s']:,.1f} decided/s, submit->result p50/p95/p99/max "
+             + " / ".join(ms(v) for v in worst["submit_to_result_ms"])
+             + f" ms, submit->event seen p99 {ms(worst['submit_to_event_seen_ms'][2])} ms"
+             + (f"; FAILED {', '.join(worst['failed'])}" if worst["failed"] else "")),
+        ]
+
     def markdown(self) -> str:
         o = self.out
         rows = self.table_rows()
@@ -1436,7 +1624,10 @@ class HotAuction:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.hot_auction", description=__doc__.split("\n\n")[0])
-    p.add_argument("--bidders", type=int, default=200, help="bidders on the auction (1..2000)")
+    p.add_argument("--bidders", type=int, default=200, help="bidders in total (1..2000)")
+    p.add_argument("--auctions", type=int, default=1,
+                   help="live auctions, the bidders spread round-robin over them (each bids on its own only); "
+                        "more than 1 is scenario 2, `many-auctions-<via>` (1..1000, at most --bidders)")
     p.add_argument("--seconds", type=float, default=30.0, help="bidding window (1..600 s)")
     p.add_argument("--via", choices=("ws", "rest"), default="ws", help="how bidders submit")
     p.add_argument("--rate", type=float, default=0.0,
@@ -1469,13 +1660,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-results", action="store_true", help="write no result files")
     p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (launcher log)")
     a = p.parse_args(argv)
-    bounds = {"bidders": (1, 2000), "seconds": (1, 600), "drain": (1, 600), "spread": (0, 1000),
-              "max_bids": (1, 10_000_000), "rate": (0, 100000), "clients": (0, 8), "backoff": (0, 10),
-              "setup_concurrency": (1, 64), "ws_frame_rate": (0, 1000), "ws_frame_burst": (1, 1000)}
+    bounds = {"bidders": (1, 2000), "auctions": (1, 1000), "seconds": (1, 600), "drain": (1, 600),
+              "spread": (0, 1000), "max_bids": (1, 10_000_000), "rate": (0, 100000), "clients": (0, 8),
+              "backoff": (0, 10), "setup_concurrency": (1, 64), "ws_frame_rate": (0, 1000), "ws_frame_burst": (1, 1000)}
     for name, (lo, hi) in bounds.items():
         v = getattr(a, name)
         if not lo <= v <= hi:
             p.error(f"--{name.replace('_', '-')} must be within {lo}..{hi}")
+    if a.auctions > a.bidders:
+        p.error("--auctions must not exceed --bidders (every auction needs a bidder)")
     # Coins: a straight bid holds its amount, and no price can pass max_bids * (spread + 1) + 1.
     if a.max_bids * (a.spread + 1) + 1 > GRANT:
         p.error("--max-bids x (--spread + 1) must stay below the grant per bidder")
@@ -1490,7 +1683,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         code = bench.run()
         if not args.no_results and "checks" in bench.out:
-            jp, mp_ = results_mod.write(f"hot-auction-{args.via}", bench.out, bench.markdown(), args.results,
+            scenario = f"many-auctions-{args.via}" if args.auctions > 1 else f"hot-auction-{args.via}"
+            jp, mp_ = results_mod.write(scenario, bench.out, bench.markdown(), args.results,
                                         started=bench.started)
             log(f"results: {jp} and {mp_.name}")
         return code
