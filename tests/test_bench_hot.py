@@ -1,5 +1,6 @@
-"""bench/hot_auction.py at toy size: the tool runs its own production stack (deploy/launch.py run)
-and its checks hold. It asserts that the tool works, not how fast the platform is.
+"""bench/hot_auction.py at toy size, scenario 1 (one auction) and 2 (--auctions: many): the tool
+runs its own production stack (deploy/launch.py run) and its checks hold. It asserts that the tool
+works, not how fast the platform is.
 
 The tool's stack must not meet this test run's processes: it gets its own database (PostgreSQL
 `gavel_bench_t<pid>`, dropped afterwards, when this run is on PostgreSQL; else a SQLite file in
@@ -82,4 +83,31 @@ def test_hot_auction_toy_run(tmp_path, via):
     assert figures["checks"] and all(c["ok"] for c in figures["checks"].values()), figures["checks"]
     assert figures["bidders_connected"] == 3
     assert doc["git"]["commit"] and doc["machine"]["nproc"]
+    assert figures["plots"]["cdf"]["submit->result"] == sorted(figures["plots"]["cdf"]["submit->result"])
+    assert figures["plots"]["timeline"]["decided bids/s"]
     assert "| check: ledger sums to 0, no negative available | PASS" in files[0].with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("via", ["ws", "rest"])
+def test_many_auctions_toy_run(tmp_path, via):
+    results = tmp_path / "results"
+    pacing = ["--rate", "10"] if via == "rest" else []
+    code, out = run_tool([
+        "--via", via, "--auctions", "3", "--bidders", "9", "--seconds", "3", "--drain", "30",
+        "--results", str(results), "--database-url", tool_database_url(tmp_path), "--redis-url", tool_redis_url(),
+        "--drop-db", *pacing,
+    ])
+    assert code == 0, out[-6000:]
+    files = sorted(results.glob(f"*-many-auctions-{via}.json"))
+    assert len(files) == 1, (list(results.iterdir()) if results.exists() else "no results dir", out[-3000:])
+    figures = json.loads(files[0].read_text())["figures"]
+    assert figures["checks"] and all(c["ok"] for c in figures["checks"].values()), figures["checks"]
+    assert figures["auctions"] == 3 and figures["bidders_connected"] == 9
+    per = figures["per_auction"]
+    assert len(per) == 3 and all(a["decided"] > 0 and not a["failed"] for a in per.values()), per
+    assert sum(a["decided"] for a in per.values()) == figures["decided"]
+    assert figures["watcher"]["sockets"] == 3
+    assert str(figures["per_auction_spread"]["worst"]["auction_id"]) in per
+    plots = figures["plots"]
+    assert len(plots["cdf"]["submit->result"]) == figures["decided"]
+    assert sum(n for _t, n in plots["timeline"]["decided bids/s"]) == figures["decided"]
