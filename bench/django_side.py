@@ -3,6 +3,7 @@
     python -m bench.django_side setup   --bidders 2 --max-events N
     python -m bench.django_side publish --auction ID --users a,b --rate 5 --seconds 20
     python -m bench.django_side hot-check --auction ID [ID ...]
+    python -m bench.django_side timers-check --auctions ID,ID,...
 
 `setup` creates bidder users (with enough coins for every bid the publisher will place) and one
 live auction, and prints `RESULT {json}`. `publish` places straight bids through the service
@@ -14,6 +15,8 @@ realtime.publish sends to the auction's group after commit. It prints `RESULT {j
 and prints what the checks compare, for each auction given: its bids by status and reason,
 positions, the persisted event stream and its holds; then, once, the ledger sum and every
 account's balance, held and available.
+`timers-check` is bench/timers.py's: per auction its status, ends_at, `auction.ended` events
+(how many, `at`, winner, final price), stream contiguity and settlement transfers; and the ledger.
 
 Run with the environment the benchmark sets up (GAVEL_VAR_DIR or DATABASE_URL, REDIS_URL).
 """
@@ -154,6 +157,27 @@ def cmd_publish(args: argparse.Namespace) -> dict:
     }
 
 
+def ledger_audit() -> dict:
+    """The ledger's sum and the accounts that break P4 (at most 20 of each kind)."""
+    from core import ledger
+    from core.models import Account, Transfer
+
+    negative, held_mismatch, balance_mismatch, accounts = [], [], [], 0
+    for a in ledger.accounts_audit():
+        pk, kind, balance, held, active_holds, credited, debited = (
+            a.pk, a.kind, a.balance, a.held, a.active_holds, a.credited, a.debited)
+        accounts += 1
+        if kind != Account.Kind.MINT and balance - held < 0:
+            negative.append(pk)
+        if held != active_holds:
+            held_mismatch.append(pk)
+        if balance != credited - debited:
+            balance_mismatch.append(pk)
+    return {"sum": ledger.ledger_sum(), "accounts": accounts, "negative_available": negative[:20],
+            "held_mismatch": held_mismatch[:20], "balance_mismatch": balance_mismatch[:20],
+            "transfers": Transfer.objects.count()}
+
+
 def cmd_hot_check(args: argparse.Namespace) -> dict:
     """Per auction (bulk queries, so a hundred auctions cost what one does): bids by status and
     reason, positions, the persisted stream, the holds on it; then the ledger once (one audit query
@@ -162,8 +186,7 @@ def cmd_hot_check(args: argparse.Namespace) -> dict:
     from django.db.models import Count, Max, Min
 
     from auctions.models import Auction, AuctionEvent, Bid, Participant
-    from core import ledger
-    from core.models import Account, Hold, Transfer
+    from core.models import Hold
 
     ids = sorted(set(args.auction))
     auctions = {a.pk: a for a in Auction.objects.filter(pk__in=ids)}
@@ -211,23 +234,43 @@ def cmd_hot_check(args: argparse.Namespace) -> dict:
         expected = [] if a.is_final or a.leader_id is None else [(a.leader_id, maxima.get((pk, a.leader_id)))]
         out[pk]["auction_holds_match_leader"] = sorted(holds[pk]) == sorted(expected)
 
-    negative, held_mismatch, balance_mismatch, accounts = [], [], [], 0
-    for a in ledger.accounts_audit():
-        pk, kind, balance, held, active_holds, credited, debited = (
-            a.pk, a.kind, a.balance, a.held, a.active_holds, a.credited, a.debited)
-        accounts += 1
-        if kind != Account.Kind.MINT and balance - held < 0:
-            negative.append(pk)
-        if held != active_holds:
-            held_mismatch.append(pk)
-        if balance != credited - debited:
-            balance_mismatch.append(pk)
     return {
         "auctions": {str(pk): v for pk, v in out.items()},
-        "ledger": {"sum": ledger.ledger_sum(), "accounts": accounts, "negative_available": negative[:20],
-                   "held_mismatch": held_mismatch[:20], "balance_mismatch": balance_mismatch[:20],
-                   "transfers": Transfer.objects.count()},
+        "ledger": ledger_audit(),
     }
+
+
+def cmd_timers_check(args: argparse.Namespace) -> dict:
+    _django()
+    from django.db.models import Count, Max, Min
+
+    from auctions.models import Auction, AuctionEvent
+    from core.models import Transfer
+
+    ids = [int(x) for x in args.auctions.split(",") if x]
+    rows = {a["pk"]: a for a in Auction.objects.filter(pk__in=ids).values(
+        "pk", "status", "ends_at", "seq", "winner__username", "final_price", "bid_count")}
+    streams = {r["auction_id"]: r for r in AuctionEvent.objects.filter(auction_id__in=ids).values("auction_id")
+               .annotate(n=Count("id"), lo=Min("seq"), hi=Max("seq"), distinct=Count("seq", distinct=True))}
+    ended: dict[int, list] = {}
+    for aid, seq, at, data in AuctionEvent.objects.filter(auction_id__in=ids, type="auction.ended").values_list(
+            "auction_id", "seq", "at", "data"):
+        ended.setdefault(aid, []).append({"seq": seq, "at": at.timestamp(), "data": data})
+    settled: dict[int, list[int]] = {}
+    for aid, amount in Transfer.objects.filter(auction_id__in=ids, kind=Transfer.Kind.SETTLEMENT).values_list(
+            "auction_id", "amount"):
+        settled.setdefault(aid, []).append(amount)
+    out = {}
+    for aid in ids:
+        row = rows.get(aid)
+        st = streams.get(aid)
+        out[aid] = None if row is None else {
+            "status": row["status"], "ends_at": row["ends_at"].timestamp(), "seq": row["seq"],
+            "winner": row["winner__username"], "final_price": row["final_price"], "bid_count": row["bid_count"],
+            "ended_events": ended.get(aid, []), "settlements": settled.get(aid, []),
+            "stream_gap_free": bool(st) and st["lo"] == 1 and st["hi"] == st["n"] == st["distinct"] == row["seq"],
+        }
+    return {"auctions": out, "ledger": ledger_audit()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     h = sub.add_parser("hot-check")
     h.add_argument("--auction", type=int, nargs="+", required=True, help="one or more auction ids")
+    t = sub.add_parser("timers-check")
+    t.add_argument("--auctions", required=True, help="auction ids, comma-separated")
     args = parser.parse_args(argv)
-    result = {"setup": cmd_setup, "publish": cmd_publish, "hot-check": cmd_hot_check}[args.cmd](args)
+    result = {"setup": cmd_setup, "publish": cmd_publish, "hot-check": cmd_hot_check,
+              "timers-check": cmd_timers_check}[args.cmd](args)
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
