@@ -320,18 +320,29 @@ class Timers:
             child.close()
             self.clients.append((proc, parent, counters))
         log(f"connecting {n} watcher sockets (one per auction) from {nclients} process(es)")
-        ready = [self._recv(c[1], "ready", max(60.0, t0 - time.time() + 30), c[0].name) for c in self.clients]
-        opened = sum(r["open"] for r in ready)
+        ready: dict[int, dict] = {}
+        give_up = time.time() + max(60.0, t0 - time.time() + 30)
+        while len(ready) < len(self.clients):
+            for k, (proc, conn, _c) in enumerate(self.clients):
+                if k not in ready and conn.poll(0):
+                    ready[k] = self._recv(conn, "ready", 0, proc.name)
+            if len(ready) < len(self.clients):
+                if time.time() > give_up:
+                    raise SystemExit("the watchers were not all connected in time")
+                log(f"connecting: {sum(c[2][T_OPEN] for c in self.clients)}/{n} open; T0 in {t0 - time.time():.0f} s")
+                time.sleep(1.0)
+        opened = sum(r["open"] for r in ready.values())
         connect_errors: Counter = Counter()
-        for r in ready:
+        for r in ready.values():
             connect_errors.update(r["errors"])
         self.out["setup_s"] = round(time.monotonic() - t_setup, 1)
         margin = t0 - time.time()
         log(f"{opened}/{n} watchers connected" + (f"; errors {dict(connect_errors)}" if connect_errors else "")
             + f"; setup took {self.out['setup_s']:.0f} s, T0 in {margin:.1f} s")
         if margin < 0.5:
-            raise SystemExit(f"setup ended {-margin:.1f} s after T0 - 0.5 s: the first auctions may have ended before "
-                             f"their watchers were connected; raise --lead (it was {self.out['plan']['lead_s']:g} s)")
+            raise SystemExit(f"setup finished {margin:.1f} s before T0 (0.5 s needed): the first auctions may end "
+                             "before their watchers are connected; raise --lead (it was "
+                             f"{self.out['plan']['lead_s']:g} s)")
 
         deadline = last_end + a.drain
         for _p, conn, _c in self.clients:
@@ -343,7 +354,9 @@ class Timers:
         db = stack.info["database"]
         dbname = db["name"] if db["engine"] == "postgresql" else None
         meter = CpuMeter(kinds, (lambda: postgres_pids(dbname)) if dbname else (lambda: {}))
-        time.sleep(max(0.0, t0 - 1 - time.time()))
+        while time.time() < t0 - 1:
+            log(f"waiting for T0: {t0 - time.time():.0f} s; open sockets {sum(c[2][T_OPEN] for c in self.clients)}")
+            time.sleep(min(5.0, max(0.0, t0 - 1 - time.time())))
         meter.start()
         results: dict[int, dict] = {}
         cpu = None
@@ -363,7 +376,7 @@ class Timers:
             due = sum(1 for e in ends.values() if e <= now)
             if now >= t0 - 1:
                 log(f"T0{now - t0:+6.1f} s: {due}/{n} due, {ended} ended on the wire ({ended - prev} in the last "
-                    f"second), latest receive - ends_at {max(c[2][T_LATE_MAX_MS] for c in self.clients):,} ms, "
+                    f"second), max receive - ends_at so far {max(c[2][T_LATE_MAX_MS] for c in self.clients):,} ms, "
                     f"open sockets {sum(c[2][T_OPEN] for c in self.clients)}"
                     + (f", stream breaks {sum(c[2][T_BROKEN] for c in self.clients)}"
                        if any(c[2][T_BROKEN] for c in self.clients) else ""))
