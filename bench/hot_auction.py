@@ -79,6 +79,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import plotdata  # noqa: E402
 from bench import results as results_mod  # noqa: E402
 from bench.guard import run_child, run_guarded  # noqa: E402
 from bench.stack import Stack, StackError, log  # noqa: E402
@@ -1451,8 +1452,8 @@ class HotAuction:
             "result_source": ("bid.result frame on the bidder's socket" if a.via == "ws" else
                               "decided_at of GET /api/me/bids (server clock, same machine); queued = the 202"),
             "audit": audit, "cpu": cpu, "checks": checks,
-            "plots": {"cdf": {"submit->result": results_mod.cdf(every("result_ms"))},
-                      "timeline": {"decided bids/s": results_mod.per_second((r[3] for r in decided), t_start)}},
+            "plots": {"cdf": {"submit->result": plotdata.cdf(every("result_ms"))},
+                      "timeline": {"decided bids/s": plotdata.per_second((r[3] for r in decided), t_start)}},
         })
         if many:
             types: Counter = sum((Counter(t.wres["types"]) for t in tallies), Counter())

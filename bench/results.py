@@ -91,30 +91,3 @@ def md_table(rows: list[tuple[str, str]], head: tuple[str, str] = ("figure", "va
     lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
     lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
     return "\n".join(lines)
-
-
-# The `plots` figure (read by the plotting step): {"cdf": {series: [ms, sorted, at most
-# CDF_POINTS]}, "timeline": {series: [[t_seconds_from_start, value], ...]}}.
-CDF_POINTS = 2000
-
-
-def cdf(values) -> list[float]:
-    """The values sorted, thinned to at most CDF_POINTS evenly spaced order statistics (the
-    smallest and the largest kept), each rounded to 0.01."""
-    s = sorted(values)
-    if len(s) > CDF_POINTS:
-        last = len(s) - 1
-        s = [s[round(k * last / (CDF_POINTS - 1))] for k in range(CDF_POINTS)]
-    return [round(v, 2) for v in s]
-
-
-def per_second(times, t0: float) -> list[list[float]]:
-    """How many of `times` (epoch seconds) fell in each whole second from t0: [[k, count], ...],
-    from second 0 to the last one with any, empty seconds included; times before t0 are left out."""
-    counts: list[int] = []
-    for t in times:
-        k = int(t - t0)
-        if t >= t0:
-            counts.extend([0] * (k + 1 - len(counts)))
-            counts[k] += 1
-    return [[k, n] for k, n in enumerate(counts)]
