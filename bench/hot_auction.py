@@ -929,7 +929,8 @@ def stack_log_summary(path: Path | None, auction_ids: list[int], since: str = ""
             name = name.strip()
             if "Traceback (most recent call last)" in rest:
                 tracebacks[name] += 1
-            elif '" 5' in rest and "HTTP/1.1" in rest:
+            elif '" 5' in rest and "HTTP/1.1" in rest and "/api/health" not in rest:
+                # /api/health answers 503 until every part is up: the stack's start polls it
                 out["http_5xx"] += 1
             elif "tasks.bids.decide" in rest and "succeeded" in rest:
                 decides[name] += 1
