@@ -17,6 +17,13 @@ The stack gets an environment of its own:
   there; when none does, REDIS_URL stays unset and the launcher starts its embedded Redis.
 - GAVEL_VAR_DIR a fresh temp dir (removed afterwards), HOST 127.0.0.1, PORT a free port,
   DEMO_ADMIN_PASSWORD random, WEB_WORKERS / BID_WORKERS when given, plus `extra_env`.
+- `design`: "gavel" (the product as it ships), or a baseline of bench/baselines/: "sync" or
+  "naive". A baseline's processes all run with DJANGO_SETTINGS_MODULE=bench.baselines.settings
+  and BENCH_DESIGN (the launcher passes its environment on; it has no other way to change what
+  the web node serves). For "naive" the stack also starts the baseline's prefork Celery worker
+  once the launcher is healthy (kind "naive" in processes(), its output in the launcher's log
+  as `naive | ...`) and stops it before the launcher: deploy/launch.py cannot start an extra
+  process.
 
 start() waits (bounded) until GET /api/health answers 200 "ok" and raises StackError with the
 end of the launcher's log otherwise. stop() (also on leaving the `with`, on error or Ctrl-C)
@@ -35,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.baselines import NAIVE_QUEUE  # noqa: E402  (a constant, no Django)
 from deploy.launch import DIE_WITH_PARENT, free_port  # noqa: E402  (stdlib only, no Django)
 
 PYTHON = sys.executable
@@ -54,6 +63,15 @@ OWN_DB_PREFIX = "gavel_bench"
 HEALTH_TIMEOUT_S = 180.0
 STOP_GRACE_S = 25.0  # the launcher itself gives its children 10 s, then kills them
 PG_SCHEMES = {"postgres", "postgresql", "pgsql"}
+DESIGNS = ("gavel", "sync", "naive")
+BASELINE_SETTINGS = "bench.baselines.settings"
+# The naive baseline's pool, as a team would run it: prefork, 4 processes, Celery's default
+# prefetch multiplier (4; the product's settings say 1, so it is given here) and early acks (the
+# task's own option), on the one shared queue.
+NAIVE_WORKER = ["-m", "celery", "-A", "celery_app", "worker", "--pool", "prefork", "--concurrency", "4",
+                "--prefetch-multiplier", "4", "--queues", NAIVE_QUEUE, "--include", "bench.baselines.tasks",
+                "--hostname", "naive@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+NAIVE_READY_TIMEOUT_S = 60.0
 
 
 class StackError(Exception):
@@ -218,7 +236,10 @@ class Stack:
     def __init__(self, *, database_url: str | None = None, redis_url: str | None = None,
                  web_workers: int | None = None, bid_workers: int | None = None,
                  extra_env: dict[str, str] | None = None, reuse_db: bool = False, drop_db: bool = False,
-                 health_timeout: float = HEALTH_TIMEOUT_S, keep: bool = False) -> None:
+                 health_timeout: float = HEALTH_TIMEOUT_S, keep: bool = False, design: str = "gavel") -> None:
+        if design not in DESIGNS:
+            raise StackError(f"design must be one of {', '.join(DESIGNS)}, got {design!r}")
+        self.design = design
         self.database_url = database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
         self.redis_url_given = redis_url or os.environ.get("REDIS_URL") or None
         self.web_workers = web_workers
@@ -230,6 +251,7 @@ class Stack:
         self.keep = keep
         self.tmp: Path | None = None
         self.proc: subprocess.Popen | None = None
+        self.naive: subprocess.Popen | None = None  # the naive baseline's worker
         self.logfile: Path | None = None
         self.port = 0
         self.admin_password = secrets.token_urlsafe(18)
@@ -267,7 +289,8 @@ class Stack:
         log(f"redis: {redacted(redis_url) if redis_url else '-'} ({redis_mode})")
         self.port = free_port()
         env = {k: v for k, v in os.environ.items()
-               if k not in {"DATABASE_URL", "REDIS_URL", "PYTHONPATH", "WEB_WORKERS", "BID_WORKERS", "PORT", "HOST"}}
+               if k not in {"DATABASE_URL", "REDIS_URL", "PYTHONPATH", "WEB_WORKERS", "BID_WORKERS", "PORT", "HOST",
+                            "DJANGO_SETTINGS_MODULE", "BENCH_DESIGN"}}
         env.update(DATABASE_URL=self.database_url, GAVEL_VAR_DIR=str(self.tmp / "var"), HOST="127.0.0.1",
                    PORT=str(self.port), DEMO_ADMIN_PASSWORD=self.admin_password, PYTHONUNBUFFERED="1", NO_COLOR="1")
         if redis_url:
@@ -276,6 +299,8 @@ class Stack:
             env["WEB_WORKERS"] = str(self.web_workers)
         if self.bid_workers:
             env["BID_WORKERS"] = str(self.bid_workers)
+        if self.design != "gavel":
+            env.update(DJANGO_SETTINGS_MODULE=BASELINE_SETTINGS, BENCH_DESIGN=self.design)
         env.update(self.extra_env)
         self.env = env
         self.redis_url = redis_url
@@ -283,9 +308,13 @@ class Stack:
                      # what the launcher will start: its defaults are one web process per core, 2 bid workers
                      "web_workers": int(env.get("WEB_WORKERS") or min(os.cpu_count() or 1, 8)),
                      "bid_workers": int(env.get("BID_WORKERS") or 2),
-                     "extra_env": self.extra_env, "port": self.port}
+                     "extra_env": self.extra_env, "port": self.port, "design": self.design}
+        if self.design == "naive":
+            self.info["naive_worker"] = {"pool": "prefork", "concurrency": 4, "prefetch_multiplier": 4,
+                                         "acks": "early", "queue": NAIVE_QUEUE}
         self.logfile = self.tmp / "launch.log"
-        with open(self.logfile, "wb") as out:
+        # Append mode: the naive baseline's worker writes its lines into the same file.
+        with open(self.logfile, "ab") as out:
             self.proc = subprocess.Popen(
                 [PYTHON, str(ROOT / "deploy" / "launch.py"), "run"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=DIE_WITH_PARENT,
@@ -297,6 +326,37 @@ class Stack:
             if url_file.exists():
                 self.redis_url = url_file.read_text().strip()
                 self.info["redis"]["url"] = self.redis_url
+        if self.design == "naive":
+            self.start_naive_worker()
+
+    def start_naive_worker(self) -> None:
+        """The naive baseline's prefork worker, beside the launcher's processes, on the same
+        database and Redis; waits (bounded) until Celery says it is ready."""
+        env = dict(self.env, REDIS_URL=self.redis_url) if self.redis_url else dict(self.env)
+        self.naive = subprocess.Popen(
+            [PYTHON, *NAIVE_WORKER], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=DIE_WITH_PARENT,
+        )
+        ready = threading.Event()
+
+        def relay(stream, logfile: Path) -> None:
+            # Into the launcher's log with a prefix of its own, so the run's log summary (tracebacks,
+            # tasks run) covers it too; one write per line, and the file is opened for appending.
+            with open(logfile, "ab") as out:
+                for raw in iter(stream.readline, b""):
+                    out.write(b"naive | " + raw)
+                    out.flush()
+                    if b" ready." in raw:
+                        ready.set()
+
+        threading.Thread(target=relay, args=(self.naive.stdout, self.logfile), name="naive-relay",
+                         daemon=True).start()
+        log(f"naive baseline worker: pid {self.naive.pid}, {' '.join(NAIVE_WORKER[4:])}")
+        deadline = time.monotonic() + NAIVE_READY_TIMEOUT_S
+        while not ready.wait(0.2):
+            if self.naive.poll() is not None or time.monotonic() > deadline:
+                raise StackError(f"the naive baseline's worker is not ready (exit status {self.naive.poll()}); "
+                                 f"the end of the log:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -345,6 +405,8 @@ class Stack:
             children.setdefault(ppid, []).append(pid)
         kinds: dict[str, list[int]] = {"launch": [self.proc.pid]}
         stack = [(c, None) for c in children.get(self.proc.pid, [])]
+        if self.naive is not None and self.naive.poll() is None:
+            stack.append((self.naive.pid, "naive"))
         while stack:
             pid, inherited = stack.pop()
             kind = inherited or classify(table[pid][1]) or "other"
@@ -355,6 +417,7 @@ class Stack:
     # --- stop ---
 
     def stop(self) -> None:
+        self.stop_naive_worker()
         proc = self.proc
         if proc is not None and proc.poll() is None:
             log("stopping the stack (SIGTERM to deploy/launch.py)")
@@ -384,6 +447,26 @@ class Stack:
             self.tmp = None
 
 
+    def stop_naive_worker(self) -> None:
+        """SIGTERM (Celery's warm shutdown) to the worker, then SIGKILL to its process group (the
+        pool's processes) after the grace period."""
+        proc, self.naive = self.naive, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            log("stopping the naive baseline's worker")
+            proc.terminate()
+        try:
+            proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            log(f"the naive baseline's worker did not stop within {STOP_GRACE_S:.0f} s: SIGKILL")
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the pool's processes too, if any is left
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m bench.stack [--seconds S]`: bring the stack up, show its processes, stop it."""
     import argparse
@@ -394,10 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bid-workers", type=int)
     p.add_argument("--reuse-db", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (launcher log)")
+    p.add_argument("--design", choices=DESIGNS, default="gavel", help="the product, or a baseline (bench/baselines/)")
     a = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        with Stack(web_workers=a.web_workers, bid_workers=a.bid_workers, reuse_db=a.reuse_db, keep=a.keep) as stack:
+        with Stack(web_workers=a.web_workers, bid_workers=a.bid_workers, reuse_db=a.reuse_db, keep=a.keep,
+                   design=a.design) as stack:
             for kind, pids in sorted(stack.processes().items()):
                 log(f"{kind:>7}: {pids}")
             log(f"admin password {stack.admin_password}; up for {a.seconds:g} s")
