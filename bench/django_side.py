@@ -273,6 +273,19 @@ def cmd_timers_check(args: argparse.Namespace) -> dict:
     return {"auctions": out, "ledger": ledger_audit()}
 
 
+def hot_ordering(auction_ids: list[int]) -> dict:
+    """Per auction: bids decided out of position order (bench.baselines.ordering), how many
+    decided bids the walk covered, and where the decision order was read from."""
+    from bench.baselines.ordering import decision_order, ordering_violations
+
+    out = {}
+    for auction_id in auction_ids:
+        positions, basis = decision_order(auction_id)
+        out[str(auction_id)] = {"violations": ordering_violations(positions), "decided": len(positions),
+                                "order": basis}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.django_side")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -291,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = {"setup": cmd_setup, "publish": cmd_publish, "hot-check": cmd_hot_check,
               "timers-check": cmd_timers_check}[args.cmd](args)
+    if args.cmd == "hot-check":
+        result["ordering"] = hot_ordering(args.auction)
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

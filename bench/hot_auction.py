@@ -45,6 +45,11 @@ What one run does, on 127.0.0.1, every stage bounded in time (and the bids in co
     (/proc) over the window; written to bench/results/<UTC stamp>-hot-auction-<via>.json/.md
     (or --results DIR).
 
+--design sync|naive runs the same clients, the same way, against one of the two designs a team
+would otherwise pick (bench/baselines/, deployed by bench/stack.py): the results get the suffix
+`-sync` or `-naive`, and the figures say how many bids were decided out of position order (for
+naive that is the finding; for gavel and sync it must be 0 and is a check).
+
 The per-socket frame limit of the WebSocket consumer (20 frames/s, burst 40, hard-coded in
 realtime/consumers.py; 20 `rate_limited` errors within 10 s close the socket) caps a WebSocket
 bidder at 20 bids/s. The bidders therefore pace themselves at --ws-frame-rate (19/s) and the
@@ -82,7 +87,7 @@ if str(ROOT) not in sys.path:
 from bench import plotdata  # noqa: E402
 from bench import results as results_mod  # noqa: E402
 from bench.guard import run_child, run_guarded  # noqa: E402
-from bench.stack import Stack, StackError, log  # noqa: E402
+from bench.stack import DESIGNS, Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
     MAX_RESPONSE_HEAD,
     OP_CLOSE,
@@ -932,7 +937,7 @@ def stack_log_summary(path: Path | None, auction_ids: list[int], since: str = ""
             elif '" 5' in rest and "HTTP/1.1" in rest and "/api/health" not in rest:
                 # /api/health answers 503 until every part is up: the stack's start polls it
                 out["http_5xx"] += 1
-            elif "tasks.bids.decide" in rest and "succeeded" in rest:
+            elif ("tasks.bids.decide" in rest or "bench.baselines.decide_one" in rest) and "succeeded" in rest:
                 decides[name] += 1
             elif "Started consuming from" in rest or "Canceling queue" in rest:
                 for aid in {int(m) for m in _QUEUE.findall(rest)} & ours:
@@ -1200,7 +1205,7 @@ class HotAuction:
             extra["LOG_LEVEL"] = a.log_level
         self.stack = Stack(database_url=a.database_url, redis_url=a.redis_url, web_workers=a.web_workers,
                            bid_workers=a.bid_workers, extra_env=extra, reuse_db=a.reuse_db, drop_db=a.drop_db,
-                           keep=a.keep)
+                           keep=a.keep, design=a.design)
         with open("/proc/loadavg") as fh:
             self.out["loadavg_before"] = fh.read().split()[:3]
         self.stack.start()
@@ -1434,6 +1439,7 @@ class HotAuction:
                            + (f"; {next(iter(self.out['stack_log']['exceptions']))}"
                               if self.out["stack_log"]["exceptions"] else ""))},
         }
+        self.design_figures(audit, checks)
         window = t_end - t_start
         rate = len(in_window) / window
         self.out.update({
@@ -1470,6 +1476,21 @@ class HotAuction:
         with open("/proc/loadavg") as fh:
             self.out["loadavg_after"] = fh.read().split()[:3]
         self.report()
+
+    def design_figures(self, audit: dict, checks: dict) -> None:
+        """Which pipeline decided the bids, and how many it decided out of position order: the
+        naive baseline's finding (a figure); for gavel and sync the contract requires 0 (a check)."""
+        ordering = audit["ordering"]
+        violations = sum(v["violations"] for v in ordering.values())
+        self.out.update(design=self.a.design, ordering_violations=violations, ordering=ordering)
+        if self.a.design != "naive":
+            worst = sorted((k for k, v in ordering.items() if v["violations"]),
+                           key=lambda k: -ordering[k]["violations"])
+            checks["decided in position order"] = {
+                "ok": violations == 0,
+                "detail": f"{violations} of {sum(v['decided'] for v in ordering.values())} decided bids came after a "
+                          f"higher position (order: {next(iter(ordering.values()))['order']})"
+                          + (f"; auctions {', '.join(worst[:5])}" if worst else "")}
 
     def _connections_detail(self) -> str:
         pc = self.out.get("postgres_connections")
@@ -1556,6 +1577,7 @@ class HotAuction:
             rows.append(("waited for frame pacing", f"{o['paced_s']:.1f} bidder-s = {share:.0f}% of the bidders' time"))
         if o["socket_closes"]:
             rows.append(("sockets closed", str(o["socket_closes"])))
+        rows.append(("design / decided out of position order", f"{o['design']} / {o['ordering_violations']:,}"))
         if o.get("postgres_connections"):
             rows.append(("PostgreSQL connections", self._connections_detail()))
         sl = o.get("stack_log", {})
@@ -1564,7 +1586,7 @@ class HotAuction:
             rows.append(("auction queue consumers", (", ".join(moves[:6]) + (f" (+{len(moves) - 6} more)"
                                                                              if len(moves) > 6 else ""))
                          + f"; doorbell tasks run: {sl['decide_tasks'] or 'none'}"))
-        order = ["web", *sorted(k for k in cpu if k.startswith("bids")), "worker", "beat", "postgres",
+        order = ["web", *sorted(k for k in cpu if k.startswith("bids")), "naive", "worker", "beat", "postgres",
                  "postgres (shared)", "redis", "clients", "launch"]
         parts = [f"{k} {cpu[k]['core_pct']:.0f}%" for k in order if k in cpu and cpu[k]["core_pct"] is not None]
         rows.append(("CPU, % of one core", ", ".join(parts)))
@@ -1574,6 +1596,8 @@ class HotAuction:
             per = [("web", cpu.get("web", {}).get("cpu_s", 0.0)), ("bid workers", bids_s),
                    ("postgres", cpu.get("postgres", {}).get("cpu_s", 0.0)),
                    ("clients", cpu.get("clients", {}).get("cpu_s", 0.0))]
+            if "naive" in cpu:
+                per.insert(2, ("naive pool", cpu["naive"]["cpu_s"]))
             rows.append(("CPU ms per decided bid", ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in per)))
         m = cpu["machine"]
         rows.append(("machine", f"busy {m['busy_pct']}% of {os.cpu_count()} cores; "
@@ -1632,6 +1656,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "more than 1 is scenario 2, `many-auctions-<via>` (1..1000, at most --bidders)")
     p.add_argument("--seconds", type=float, default=30.0, help="bidding window (1..600 s)")
     p.add_argument("--via", choices=("ws", "rest"), default="ws", help="how bidders submit")
+    p.add_argument("--design", choices=DESIGNS, default="gavel",
+                   help="what decides the bids: gavel (the product), or a baseline of bench/baselines/: sync "
+                        "(the request decides under the auction's row lock) or naive (one Celery task per bid)")
     p.add_argument("--rate", type=float, default=0.0,
                    help="bids/s in total, spread over the bidders (open loop; still one in flight per bidder); "
                         "0 = as fast as each bidder's last bid is answered (closed loop)")
@@ -1685,7 +1712,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         code = bench.run()
         if not args.no_results and "checks" in bench.out:
-            scenario = f"many-auctions-{args.via}" if args.auctions > 1 else f"hot-auction-{args.via}"
+            scenario = (f"many-auctions-{args.via}" if args.auctions > 1 else f"hot-auction-{args.via}") + (
+                "" if args.design == "gavel" else f"-{args.design}")
             jp, mp_ = results_mod.write(scenario, bench.out, bench.markdown(), args.results,
                                         started=bench.started)
             log(f"results: {jp} and {mp_.name}")
