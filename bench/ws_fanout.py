@@ -30,7 +30,11 @@ What it does, all on 127.0.0.1 and bounded in time:
     after a wakeup with few ready sockets, so a frame may be read up to that much later);
  7. CPU (utime+stime from /proc) of each node, redis, publisher and clients over the event phase
     (publisher start -> clients done), µs of node CPU per delivered frame and µs of client CPU
-    per received frame.
+    per received frame;
+ 8. checks (every socket connected; one event per bid; every frame delivered once, in order,
+    within the drain; no socket closed), then `<stamp>-fanout-<watchers>.json` and `.md` in
+    --results (bench/results.write) with the `plots` key: the delivery latency CDF and frames
+    delivered per second. The exit code is 0 only when every check passed.
 
 Everything it starts is stopped on exit, error, Ctrl-C or SIGTERM.
 """
@@ -40,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import bisect
 import hashlib
 import json
 import multiprocessing as mp
@@ -172,6 +177,7 @@ def fmt_ms(v) -> str:
 
 
 # Children die with the bench, exactly as with the launcher (stdlib only, no Django import).
+from bench import results as results_mod  # noqa: E402
 from bench.guard import run_child, run_guarded  # noqa: E402
 from deploy.launch import DIE_WITH_PARENT, WEB_NODE  # noqa: E402
 
@@ -647,6 +653,7 @@ class _Tally:
 
     def __init__(self, nodes: int) -> None:
         self.lat = {n: array("d") for n in range(nodes)}
+        self.per_second: Counter = Counter()  # epoch second -> frames delivered (the timeline plot)
         self.per_event: dict[int, list] = {}  # seq -> [count, first_recv, last_recv, at]
         self.at_cache: dict = {}
         self.closed_during: Counter = Counter()
@@ -687,6 +694,7 @@ class _Tally:
             s.last = seq
         at_epoch = _at_epoch(at, self.at_cache)
         self.lat[s.node].append((now - at_epoch) * 1000.0)
+        self.per_second[int(now)] += 1
         ev = self.per_event.get(seq)
         if ev is None:
             self.per_event[seq] = [1, now, now, at_epoch]
@@ -856,6 +864,7 @@ async def _client_main(idx: int, cfg: dict, conn, loop_name: str) -> None:
         "per_node": per_node,
         "lat": {n: a.tobytes() for n, a in tally.lat.items()},
         "per_event": tally.per_event,
+        "per_second": dict(tally.per_second),
         "cpu_s": time.process_time() - cpu0,
         "done_wall": t_done,
     }))
@@ -967,6 +976,7 @@ class CClientProcess:
         if kind == "result":
             msg["lat"] = {n: Path(path).read_bytes() for n, path in msg.pop("lat_files").items()}
             msg["per_event"] = {int(seq): v for seq, v in msg["per_event"].items()}
+            msg["per_second"] = {int(sec): n for sec, n in msg["per_second"].items()}
         return (kind, msg)
 
     def _log_tail(self, chars: int = 3000) -> str:
@@ -995,6 +1005,8 @@ class Bench:
         self.c_exe: Path | None = None
         self.profilers: list[subprocess.Popen] = []
         self.results: dict = {"args": vars(args).copy()}
+        self.started = time.time()
+        self.t_ev_wall = 0.0  # wall time the event phase started: the timeline's zero
 
     # --- environment ---
 
@@ -1227,6 +1239,7 @@ class Bench:
         sys0 = system_busy_s()
         procs0 = all_cpu()
         t_ev0 = time.monotonic()
+        self.t_ev_wall = time.time()
         log(f"publishing: {a.rate:g} bids/s for {a.seconds:g} s through auctions.services")
         self.publisher = subprocess.Popen(
             [PYTHON, "-m", "bench.django_side", "publish", "--auction", str(self.setup["auction_id"]),
@@ -1273,7 +1286,7 @@ class Bench:
         self.stop_profilers()
         self.summarize(pub, results, t_ev, cpu_nodes, cpu_clients, cpu_redis, sys1[0] - sys0[0],
                        sys1[1] - sys0[1], rss2)
-        return 0
+        return 0 if all(c["ok"] for c in self.results["checks"].values()) else 1
 
     def _recv(self, client, kind: str, timeout: float):
         proc, conn = client
@@ -1335,6 +1348,10 @@ class Bench:
         lat_all = [pct(all_lat, q) for q in qs]
         lat_nodes = {n: [pct(sorted(arr), q) for q in qs] for n, arr in lat_by_node.items()}
         missing = expected - received
+        late = len(all_lat) - bisect.bisect_right(all_lat, TARGET_P99_MS)
+        per_second: Counter = Counter()
+        for r in results:
+            per_second.update(r["per_second"])
         # p99 that counts a frame not delivered within the window as infinitely late
         p99_strict = None
         if expected:
@@ -1377,11 +1394,18 @@ class Bench:
         client_frames = [r["frames"] for r in results]
         client_us = [c / f * 1e6 if f else None for c, f in zip(cpu_clients, client_frames, strict=True)]
         client_us_all = sum(cpu_clients) / sum(client_frames) * 1e6 if sum(client_frames) else None
+        kbs = [r["kb_per_socket"] for r in self.results["rss"] if r["kb_per_socket"] is not None]
+        cdf = {"delivery, all nodes": results_mod.cdf_points(all_lat)}
+        if nn > 1:
+            cdf.update({f"delivery, node{n}": results_mod.cdf_points(arr) for n, arr in lat_by_node.items()})
         self.results.update({
             "event_phase_s": t_ev,
             "delivery": {"expected": expected, "received": received, "missing": missing, "dups": dups,
                          "out_of_order": ooo, "gaps": gaps, "sockets_incomplete": incomplete,
-                         "closed": dict(closed)},
+                         "closed": dict(closed), "late": late, "late_over_ms": TARGET_P99_MS},
+            "kb_per_socket_max": max(kbs) if kbs else None,
+            "plots": {"cdf": cdf, "timeline": {
+                "frames delivered/s": results_mod.timeline_per_second(per_second, self.t_ev_wall)}},
             "latency_ms_p50_p95_p99_max": lat_all,
             "latency_ms_per_node": lat_nodes,
             "p99_missing_as_inf_ms": p99_strict,
@@ -1398,7 +1422,7 @@ class Bench:
 
         c = self.results["connect"]
         rss = self.results["rss"]
-        kbs = [r["kb_per_socket"] for r in rss if r["kb_per_socket"] is not None]
+        self.results["checks"] = self.checks(pub)
         lines = []
         w = lines.append
         w("")
@@ -1428,6 +1452,7 @@ class Bench:
         w(f"delivery     expected {expected:,} received {received:,} missing {missing:,} "
           f"({100 * missing / expected if expected else 0:.2f}%), dup {dups}, out-of-order {ooo}, gaps {gaps}, "
           f"sockets short {incomplete}, closed {dict(closed) or 0}")
+        w(f"late         {late:,} delivered frames took more than {TARGET_P99_MS:.0f} ms")
         w(f"latency ms   p50 {fmt_ms(lat_all[0])}  p95 {fmt_ms(lat_all[1])}  p99 {fmt_ms(lat_all[2])}  "
           f"max {fmt_ms(lat_all[3])}   (p99 counting missing frames as late: "
           f"{'inf' if p99_strict == float('inf') else fmt_ms(p99_strict)})")
@@ -1459,11 +1484,60 @@ class Bench:
         w(f"targets      p99 <= {TARGET_P99_MS:.0f} ms (missing counted): {'MET' if p99_ok else 'NOT MET'}; "
           f"<= {TARGET_KB_PER_SOCKET:.0f} KB/socket: {'MET' if mem_ok else 'NOT MET'}; "
           f"all {a.watchers} connected: {'yes' if c['ok'] == a.watchers else 'NO'}")
+        w("checks:")
+        for name, chk in self.results["checks"].items():
+            w(f"  {'PASS' if chk['ok'] else 'FAIL'}  {name}: {chk['detail']}")
         w("=" * 96)
         print("\n".join(lines), flush=True)
-        if a.json:
-            Path(a.json).write_text(json.dumps(self.results, indent=1, default=str))
-            log(f"results written to {a.json}")
+
+    def checks(self, pub: dict) -> dict:
+        """What must hold whatever the speed: every socket opened, every bid made exactly one event,
+        and every socket got every event once and in order within the drain window."""
+        a, r = self.args, self.results
+        c, d = r["connect"], r["delivery"]
+
+        def check(ok: bool, detail: str) -> dict:
+            return {"ok": bool(ok), "detail": detail}
+
+        return {
+            "every watcher connected": check(c["ok"] == a.watchers, f"{c['ok']} of {a.watchers}, failed {c['failed']}"),
+            "one event per bid": check(pub["events"] == pub["bids"] and not pub["rejected"] and not pub["extra_events"],
+                                       f"{pub['bids']} bids, {pub['events']} events, rejected {pub['rejected']}, "
+                                       f"extra {pub['extra_events']}"),
+            "every frame delivered (none lost)": check(d["expected"] > 0 and d["missing"] == 0,
+                                                       f"{d['received']:,} of {d['expected']:,} within the "
+                                                       f"{a.drain:g} s drain"),
+            "no duplicate, out-of-order or gap": check(not (d["dups"] or d["out_of_order"] or d["gaps"]),
+                                                       f"dup {d['dups']}, out-of-order {d['out_of_order']}, "
+                                                       f"gaps {d['gaps']}"),
+            "no socket closed": check(not d["closed"], str(d["closed"] or 0)),
+        }
+
+    def markdown(self) -> str:
+        a, r = self.args, self.results
+        c, d, lat = r["connect"], r["delivery"], r["latency_ms_p50_p95_p99_max"]
+        p99 = r["p99_missing_as_inf_ms"]
+        rows = [
+            ("watchers / nodes / events", f"{a.watchers:,} / {a.nodes} / {a.rate:g} per s for {a.seconds:g} s "
+                                          f"(--client {a.client})"),
+            ("connected", f"{c['ok']:,} in {c['seconds']:.1f} s, failed {c['failed']}"),
+            ("RSS per web process, MB before -> idle (KB per idle socket)",
+             ", ".join(f"node{x['node']} {x['before_kb'] / 1024:.1f} -> {x['idle_kb'] / 1024:.1f} "
+                       f"({x['kb_per_socket'] or 0:.1f})" for x in r["rss"])),
+            ("frames delivered / expected", f"{d['received']:,} / {d['expected']:,}"),
+            (f"lost / late (over {TARGET_P99_MS:.0f} ms)", f"{d['missing']:,} / {d['late']:,}"),
+            ("dup / out-of-order / gaps / closed", f"{d['dups']} / {d['out_of_order']} / {d['gaps']} / "
+                                                    f"{d['closed'] or 0}"),
+            ("delivery ms p50/p95/p99/max", " / ".join(fmt_ms(x) for x in lat)),
+            ("p99 counting lost frames as late", "inf" if p99 == float("inf") else fmt_ms(p99)),
+            ("node CPU, % of a core (us/frame)",
+             ", ".join(f"node{x['node']} {x['core_pct']:.0f}% ({x['us_per_frame'] or 0:.0f})" for x in r["cpu"])),
+            ("machine", f"busy {r['cpu_machine_busy_s']:.1f} of {r['cpu_machine_total_s']:.1f} core-s; "
+                        f"not this run's {r['cpu_other_s']:.1f}"),
+        ]
+        rows += [(f"check: {name}", ("PASS" if chk["ok"] else "FAIL") + f" ({chk['detail']})")
+                 for name, chk in r["checks"].items()]
+        return results_mod.md_table(rows)
 
     # --- cleanup ---
 
@@ -1532,7 +1606,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ws-ping-interval", type=float, default=None, help="uvicorn --ws-ping-interval (default 20)")
     p.add_argument("--backlog", type=int, default=2048)
     p.add_argument("--log-level", default="WARNING", help="LOG_LEVEL for the Django processes")
-    p.add_argument("--json", help="also write every figure to this JSON file")
+    p.add_argument("--results", help="directory for the JSON and Markdown results (default bench/results/)")
+    p.add_argument("--no-results", action="store_true", help="write no result files")
     p.add_argument("--profile", metavar="DIR", help="record each node with py-spy during the event phase")
     p.add_argument("--py-spy", help="path to a py-spy binary (e.g. installed with pip --target /tmp/pyspy)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (node logs, SQLite)")
@@ -1558,7 +1633,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.chdir(ROOT)
     bench = Bench(args)
-    return run_guarded(bench.run, bench.cleanup, log=log)
+
+    def run() -> int:
+        code = bench.run()
+        if not args.no_results and "checks" in bench.results:
+            jp, mp_ = results_mod.write(f"fanout-{args.watchers}", bench.results, bench.markdown(), args.results,
+                                        started=bench.started)
+            log(f"results: {jp} and {mp_.name}")
+        return code
+
+    return run_guarded(run, bench.cleanup, log=log)
 
 
 if __name__ == "__main__":

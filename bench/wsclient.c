@@ -16,8 +16,9 @@
  * Protocol with the orchestrator (all lines; the payloads are what the Python client sends):
  *   stdout  {"kind":"connected",...}  once every socket has opened or failed
  *   stdin   final SEQ DRAIN_S         count until every socket reached SEQ (or closed), <= DRAIN_S
- *   stdout  {"kind":"result",...,"lat_files":{"0":"DIR/wsclientI-lat0.f64",...}}
- *           each lat file holds the latencies (ms) of one node as native doubles
+ *   stdout  {"kind":"result",...,"lat_files":{"0":"DIR/wsclientI-lat0.f64",...},"per_second":{...}}
+ *           each lat file holds the latencies (ms) of one node as native doubles; per_second maps
+ *           an epoch second to the frames counted in it (the delivery timeline)
  *   stdin   exit                      (or EOF)  -> _exit(0) without closing the sockets
  *   stdout  {"kind":"error","message":...}  a fatal error (also on stderr), exit status 3
  *
@@ -70,6 +71,7 @@
 #define MAX_RESPONSE_HEAD 16384
 #define MAX_SEEN_SPAN (1 << 24) /* a seq this far past the snapshot is a broken frame */
 #define STDIN_TAG UINT32_MAX
+#define MAX_SECONDS 4096 /* per-second frame counts; ws_fanout's phases add up to well under this */
 #define SHOW(n) ((int)((n) < 200 ? (n) : 200)) /* how much of a payload an error message quotes */
 
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -370,6 +372,8 @@ static struct {
     pe_t *pe;             /* per event, indexed seq - pe_lo */
     int64_t pe_lo;
     size_t pe_n;
+    long per_sec[MAX_SECONDS]; /* frames counted in epoch second sec_lo + k */
+    int64_t sec_lo;
     counter_t closed_during;
     int have_final;
     int64_t final_seq;
@@ -599,6 +603,17 @@ static double parse_at(const char *s, size_t n) {
     return (double)timegm(&tm) + frac - offset;
 }
 
+/* one more frame in the second of `now`; a clock stepped back or a run longer than MAX_SECONDS
+ * counts in the first or last slot rather than nowhere */
+static void count_second(double now) {
+    int64_t sec = (int64_t)now;
+    if (!G.sec_lo) G.sec_lo = sec;
+    int64_t k = sec - G.sec_lo;
+    if (k < 0) k = 0;
+    if (k >= MAX_SECONDS) k = MAX_SECONDS - 1;
+    G.per_sec[k]++;
+}
+
 static pe_t *pe_slot(int64_t seq) {
     if (G.pe_n == 0) {
         G.pe_lo = seq;
@@ -681,6 +696,7 @@ static void on_event_text(conn_t *c, const char *p, size_t n) {
         if (now > e->last) e->last = now;
     }
     dvec_push(&G.lat[c->node], (now - e->at) * 1000.0);
+    count_second(now);
     if (G.have_final && c->last >= G.final_seq) mark_done(c);
 }
 
@@ -1277,6 +1293,13 @@ static void report_result(double cpu, double done_wall) {
         if (!e->count) continue;
         fprintf(f, "%s\"%lld\":[%u,%.6f,%.6f,%.6f]", first ? "" : ",", (long long)(G.pe_lo + (int64_t)k), e->count,
                 e->first, e->last, e->at);
+        first = 0;
+    }
+    fputs("},\"per_second\":{", f);
+    first = 1;
+    for (int64_t k = 0; k < MAX_SECONDS; k++) {
+        if (!G.per_sec[k]) continue;
+        fprintf(f, "%s\"%lld\":%ld", first ? "" : ",", (long long)(G.sec_lo + k), G.per_sec[k]);
         first = 0;
     }
     fprintf(f, "},\"cpu_s\":%.6f,\"done_wall\":%.6f,\"epoll_waits\":%ld,\"ready_events\":%ld}\n", cpu, done_wall,

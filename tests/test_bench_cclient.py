@@ -263,6 +263,9 @@ def test_c_client_counts_split_coalesced_frames_pings_and_close(exe, tmp_path, b
     lo = min((f - a) * 1000 for _, f, _, a in result["per_event"].values())
     hi = max((la - a) * 1000 for _, _, la, a in result["per_event"].values())
     assert all(lo - 1e-3 <= x <= hi + 1e-3 for x in lat0)
+    # the delivery timeline counts the same frames, in the seconds they arrived
+    assert sum(result["per_second"].values()) == 10
+    assert all(abs(sec - time.time()) < 60 for sec in result["per_second"])
     assert result["cpu_s"] >= connected["connect_cpu_s"]
     assert abs(result["done_wall"] - time.time()) < 30
 

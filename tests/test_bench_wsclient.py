@@ -204,6 +204,7 @@ def test_watcher_handshake_snapshot_events_ping_close():
         s = w.sock
         assert (s.base, s.last, s.frames, s.dups, s.ooo, s.gaps) == (10, 13, 4, 1, 1, 1)
         assert len(tally.lat[0]) == 3 and sorted(tally.per_event) == [11, 12, 13]
+        assert sum(tally.per_second.values()) == 3
 
         w.data_received(server_frame(wf.OP_PING, b"keepalive"))
         assert unmask_client_frame(t.written.pop()) == (wf.OP_PONG, b"keepalive")
