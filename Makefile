@@ -15,18 +15,17 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) deploy/launch.py exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
-# Load benchmarks against the production stack on this machine (bench/README.md). Each run starts
-# deploy/launch.py on its own database (PostgreSQL gavel_bench unless DATABASE_URL says otherwise)
-# and Redis DB. `bench` writes its figures into bench/results/; the one-minute smoke does not.
+# Load benchmarks against the production stack on this machine (bench/README.md): `bench` runs
+# every scenario of issue 5 once (bench/run.py), writes bench/results/<stamp>.json and .md and the
+# plots, and regenerates docs/performance.md; BENCH_ARGS go to bench.run (e.g. --only 'fanout-*').
+# `bench-quick` is the one-minute smoke at toy sizes; its results go to $TMPDIR/gavel-bench-quick.
 BENCH_ARGS ?=
-BENCH_QUICK_RESULTS ?= $${TMPDIR:-/tmp}/gavel-bench-quick
 
 bench: $(VENV)/.installed
-	$(PY) -m bench.hot_auction --via ws --bidders 200 --seconds 30 $(BENCH_ARGS)
-	$(PY) -m bench.hot_auction --via rest --bidders 200 --seconds 30 $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.installed
-	$(PY) -m bench.hot_auction --via ws --bidders 20 --seconds 10 --results $(BENCH_QUICK_RESULTS) $(BENCH_ARGS)
+	$(PY) -m bench.run --quick
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
