@@ -356,8 +356,11 @@ def merge_runs(paths: list[str], base: Path, docs: bool) -> int:
     back from each scenario's results file: for a full run made in several parts."""
     merged = new_run(results_mod.stamp(), False)
     by_name: dict[str, dict] = {}
+    merged["parts"] = []
     for p in map(Path, paths):
         saved = json.loads(p.read_text())
+        merged["parts"].append({"record": str(p), "command": saved["command"], "stamp": saved["stamp"],
+                                "git": saved["git"]})
         for s in saved["scenarios"]:
             if s.get("results_file") and s.get("figures") is not None:
                 full = json.loads((p.parent / s["results_file"]).read_text())
@@ -367,7 +370,6 @@ def merge_runs(paths: list[str], base: Path, docs: bool) -> int:
         merged["seconds"] += saved.get("seconds") or 0
     order = {s.name: i for i, s in enumerate(SCENARIOS)}
     merged["scenarios"] = sorted(by_name.values(), key=lambda s: order.get(s["name"], len(order)))
-    merged["merged_from"] = paths
     merged["finished"] = True
     (base / merged["stamp"]).mkdir(parents=True, exist_ok=True)
     return finish(merged, base, docs)

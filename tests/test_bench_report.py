@@ -224,3 +224,6 @@ def test_separate_runs_merge_into_one_record(tmp_path):
     assert gavel["figures"]["decided_per_s"] == 1200  # the later run wins
     assert {t["text"]: t["value"] for t in gavel["targets"]}[">= 3x the synchronous baseline"] == pytest.approx(4.0)
     assert any(Path(p).name == "hot-auction-ws-designs-cdf.png" for p in (out).rglob("*.png"))
+    assert [p["record"] for p in record["parts"]] == parts
+    doc = report.render_doc(record, "merged.json", [])
+    assert "merging the runs `" in doc and " UTC to " in doc
