@@ -213,21 +213,25 @@ def run_child(child: Child, argv: list[str], log_path: Path, prefix: str, timeou
 
         def pump() -> None:
             for line in proc.stdout:
-                logf.write(line)
+                try:
+                    logf.write(line)
+                except ValueError:
+                    return  # the log is closed: a process the tool left behind still holds the pipe
                 child.lines = (child.lines + [line])[-40:]
                 sys.stdout.write(f"  {prefix} | {line}")
                 sys.stdout.flush()
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
+        code = None
         try:
             code = proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             log(f"{prefix}: still running after {timeout_s:.0f} s")
-            child.stop()
-            code = None
-        reader.join(10)
-        child.proc = None
+        finally:
+            child.stop()  # overran, or we were interrupted: it stops while its output is still logged
+            reader.join(10)
+            child.proc = None
     return code
 
 
