@@ -32,6 +32,14 @@ def per_second(times: Iterable[float], t0: float) -> list[list[float]]:
     return [[s, counts.get(s, 0)] for s in range(min(counts), max(counts) + 1)]
 
 
+def counted_per_second(counts: dict[int, int], t0: float) -> list[list[float]]:
+    """Counts already kept per whole epoch second ({second: n}) as [[seconds from t0 to that
+    second's start, n], ...], every second from the first to the last, the empty ones as 0."""
+    if not counts:
+        return []
+    return [[round(sec - t0, 3), counts.get(sec, 0)] for sec in range(min(counts), max(counts) + 1)]
+
+
 def cumulative(times: Iterable[float], t0: float, step: float = 0.5) -> list[list[float]]:
     """How many of `times` have passed at t0 + k * step, up to the last one."""
     s = sorted(t - t0 for t in times)

@@ -102,25 +102,3 @@ def md_table(rows: list[tuple[str, str]], head: tuple[str, str] = ("figure", "va
     lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
     lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
     return "\n".join(lines)
-
-
-# The `plots` key of a scenario's figures, drawn by bench/plots.py:
-#   {"cdf": {series: [ms, sorted, at most CDF_POINTS]}, "timeline": {series: [[t_s, value], ...]}}
-CDF_POINTS = 2000
-
-
-def cdf_points(values, n: int = CDF_POINTS) -> list[float]:
-    """At most `n` of `values`, sorted, at evenly spaced ranks (min and max included), so a
-    million latencies still draw the same CDF from a results file of a few kilobytes."""
-    s = sorted(values)
-    if len(s) > n:
-        s = [s[round(i * (len(s) - 1) / (n - 1))] for i in range(n)]
-    return [round(x, 3) for x in s]
-
-
-def timeline_per_second(counts: dict[int, int], t0: float) -> list[list[float]]:
-    """Counts per whole epoch second ({second: n}) as [[seconds from t0 to that second's start,
-    n], ...], every second from the first to the last, the empty ones as 0."""
-    if not counts:
-        return []
-    return [[round(sec - t0, 3), counts.get(sec, 0)] for sec in range(min(counts), max(counts) + 1)]

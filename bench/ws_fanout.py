@@ -178,6 +178,7 @@ def fmt_ms(v) -> str:
 
 
 # Children die with the bench, exactly as with the launcher (stdlib only, no Django import).
+from bench import plotdata  # noqa: E402
 from bench import results as results_mod  # noqa: E402
 from bench.guard import run_child, run_guarded  # noqa: E402
 from bench.stack import OWN_DB_PREFIX, StackError, describe_database, prepare_database  # noqa: E402
@@ -1403,9 +1404,9 @@ class Bench:
         client_us = [c / f * 1e6 if f else None for c, f in zip(cpu_clients, client_frames, strict=True)]
         client_us_all = sum(cpu_clients) / sum(client_frames) * 1e6 if sum(client_frames) else None
         kbs = [r["kb_per_socket"] for r in self.results["rss"] if r["kb_per_socket"] is not None]
-        cdf = {"delivery, all nodes": results_mod.cdf_points(all_lat)}
+        cdf = {"delivery, all nodes": plotdata.cdf(all_lat)}
         if nn > 1:
-            cdf.update({f"delivery, node{n}": results_mod.cdf_points(arr) for n, arr in lat_by_node.items()})
+            cdf.update({f"delivery, node{n}": plotdata.cdf(arr) for n, arr in lat_by_node.items()})
         self.results.update({
             "event_phase_s": t_ev,
             "delivery": {"expected": expected, "received": received, "missing": missing, "dups": dups,
@@ -1413,7 +1414,7 @@ class Bench:
                          "closed": dict(closed), "late": late, "late_over_ms": TARGET_P99_MS},
             "kb_per_socket_max": max(kbs) if kbs else None,
             "plots": {"cdf": cdf, "timeline": {
-                "frames delivered/s": results_mod.timeline_per_second(per_second, self.t_ev_wall)}},
+                "frames delivered/s": plotdata.counted_per_second(per_second, self.t_ev_wall)}},
             "latency_ms_p50_p95_p99_max": lat_all,
             "latency_ms_per_node": lat_nodes,
             "p99_missing_as_inf_ms": p99_strict,

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from bench import results
+from bench import plotdata, results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                        "submit_to_event_seen": [1.0, 2.0, 3.0, 4.0], "quantiles": [50, 95, 99, 100]},
         "checks": {"stream gap-free": {"ok": True, "detail": ""},
                    "ledger sums to 0": {"ok": not a.fail_check, "detail": "sum 3" if a.fail_check else "sum 0"}},
-        "plots": {"cdf": {"submit->result": results.cdf_points([a.p99 * (i + 1) / 50 for i in range(50)])},
+        "plots": {"cdf": {"submit->result": plotdata.cdf([a.p99 * (i + 1) / 50 for i in range(50)])},
                   "timeline": {"decided bids/s": [[t, a.decided] for t in range(5)]}},
     }
     if a.violations is not None:
