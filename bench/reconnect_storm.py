@@ -577,7 +577,7 @@ class Storm:
             "rate": a.rate, "bids_placed": feed.placed, "bid_retries": feed.retries,
             "final_seqs": finals, "all_resumed_s": round(all_resumed_s, 2) if all_resumed_s is not None else None,
             "storm_loop_s": round(t_all - t_drop, 1) if t_all else None,
-            "resume_ms": {"p50_p90_p99_max": pstats, "not_resumed": not_resumed},
+            "resume_ms": {"p50_p90_p99_max": pstats, "not_resumed": not_resumed}, "resumed": n - not_resumed,
             "attempts_after_drop": attempts, "retries_after_drop": attempts - (n - not_resumed),
             "connect_errors": dict(errors.most_common(12)), "initial_connect_errors": dict(initial_errors),
             "close_codes_after_drop": {str(k): v for k, v in lost_codes.items()},

@@ -90,13 +90,14 @@ def _fanout(f: dict) -> str:
 
 
 def _timers(f: dict) -> str:
-    return (f"lateness min / p50 / p99 / max {num(dig(f, 'lateness_ms.min'))} / {num(dig(f, 'lateness_ms.p50'))} / "
-            f"{num(dig(f, 'lateness_ms.p99'))} / {num(dig(f, 'lateness_ms.max'))} ms; ended twice "
+    lat = "lateness_ms.at_minus_ends_at"
+    return (f"lateness min / p50 / p99 / max {num(dig(f, lat + '.0'))} / {num(dig(f, lat + '.1'))} / "
+            f"{num(dig(f, lat + '.2'))} / {num(dig(f, lat + '.3'))} ms; ended twice "
             f"{num(f.get('ended_twice'))}")
 
 
 def _storm(f: dict) -> str:
-    return f"{num(f.get('resumed'))} of {num(f.get('sockets'))} sockets resumed in {num(f.get('resume_s'))} s"
+    return f"{num(f.get('resumed'))} of {num(f.get('sockets'))} sockets resumed in {num(f.get('all_resumed_s'))} s"
 
 
 KEY_FIGURES = {"hot-auction": _bidding, "many-auctions": _bidding, "fanout": _fanout, "timers": _timers,

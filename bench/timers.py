@@ -496,6 +496,7 @@ class Timers:
             "ended": n - len(not_ended_db), "seen_on_wire": n - len(wire_missing),
             "lateness_ms": {"at_minus_ends_at": lat_at_q, "receive_minus_ends_at": lat_recv_q, "quantiles": list(q)},
             "later_than_1s": late_contract,
+            "ended_twice": len(set(twice_db) | set(wire_twice)),
             "busiest_second": max((c for _s, c in per_sec), default=0),
             "cpu": cpu, "checks": checks,
             "plots": {
