@@ -18,11 +18,38 @@ refuse everything that arrives after a commit that is already visible.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
 
 from auctions.models import Auction, Bid, Intake
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the checks before receiving a bid read about its auction and the bidder."""
+
+    auction: Auction  # id, seller_id and status only
+    ended: bool  # its end has come by the time asked about
+    earlier_bid_id: int | None  # the bidder's bid with the same client_bid_id
+
+
+def look(*, auction_id: int, bidder_id: int, client_bid_id: str | None, now: datetime) -> Look | None:
+    """One round trip for everything the checks need (None: no such auction). Through the ORM
+    this was two compiled queries per bid: a fifth of a web process's time in the hot-auction
+    profile."""
+    auctions, bids = Auction._meta.db_table, Bid._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.seller_id, a.status, a.ends_at <= %s, (SELECT b.id FROM {bids} AS b WHERE b.auction_id = a.id"
+            f" AND b.bidder_id = %s AND b.client_bid_id = %s) FROM {auctions} AS a WHERE a.id = %s",
+            [connection.ops.adapt_datetimefield_value(now), bidder_id, client_bid_id, auction_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    seller_id, status, ended, earlier = row
+    return Look(Auction(pk=auction_id, seller_id=seller_id, status=status), bool(ended), earlier)
 
 
 def receive(*, auction_id: int, bidder_id: int, amount: int, max_amount: int | None, client_bid_id: str | None,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from auctions import intake, rules, selectors
 from auctions.models import Auction, AuctionEvent, Bid, Intake, Participant
@@ -212,26 +212,27 @@ def bid_submit(
     ring the auction's queue after commit. Stores nothing when a check fails.
 
     `rate_check`, if given, is called after the other checks and raises RateLimited."""
-    auction = Auction.objects.filter(pk=auction_id).only("id", "seller_id", "status", "ends_at").first()
-    if auction is None:
+    received_at = now or clock.now()
+    well_formed = isinstance(client_bid_id, str) and 1 <= len(client_bid_id) <= 64 and "\x00" not in client_bid_id
+    seen = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=client_bid_id if well_formed else None,
+                       now=received_at)
+    if seen is None:
         raise NotFound("auction not found")
     _validate_amounts(amount, max_amount)
     if client_bid_id is not None and (not isinstance(client_bid_id, str) or not 1 <= len(client_bid_id) <= 64):
         raise InvalidInput("client_bid_id must be a string of 1 to 64 characters", code="invalid_field",
                            details={"field": "client_bid_id"})
-    if client_bid_id is not None:
-        existing = _existing(auction_id, user, client_bid_id)
-        if existing is not None:
-            return Submitted(existing, created=False)
-    if auction.seller_id == user.pk:
+    if seen.earlier_bid_id is not None:
+        return Submitted(_existing(auction_id, user, client_bid_id), created=False)
+    if seen.auction.seller_id == user.pk:
         raise Forbidden("a seller cannot bid on their own auction", code="seller_cannot_bid")
-    _check_open(auction, now or clock.now())
+    _check_open(seen.auction.status, ended=seen.ended)
     if rate_check is not None:
         rate_check()
 
     try:
         bid = intake.receive(auction_id=auction_id, bidder_id=user.pk, amount=amount, max_amount=max_amount,
-                             client_bid_id=client_bid_id, channel=channel, received_at=now or clock.now())
+                             client_bid_id=client_bid_id, channel=channel, received_at=received_at)
     except IntegrityError:
         # The same client_bid_id raced in twice: the other one won; answer with it.
         existing = _existing(auction_id, user, client_bid_id) if client_bid_id else None
@@ -240,10 +241,12 @@ def bid_submit(
         return Submitted(existing, created=False)
     if bid is None:
         # Ended or cancelled since the check above: say which, as that check would have.
-        _check_open(Auction.objects.only("id", "status", "ends_at").get(pk=auction_id), now or clock.now())
+        again = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=None, now=received_at)
+        if again is not None:
+            _check_open(again.auction.status, ended=again.ended)
         raise Conflict("the auction has ended", code="auction_ended")
     transaction.on_commit(lambda: doorbell.ring(auction_id))
-    bid.auction, bid.bidder = auction, user
+    bid.auction, bid.bidder = seen.auction, user
     return Submitted(bid, created=True)
 
 
@@ -255,10 +258,10 @@ def _existing(auction_id: int, user: User, client_bid_id: str) -> Bid | None:
     )
 
 
-def _check_open(auction: Auction, now: datetime) -> None:
-    if auction.status in (Auction.Status.SCHEDULED, Auction.Status.CANCELLED):
-        raise Conflict(f"the auction is {auction.status}", code="auction_not_live")
-    if auction.status == Auction.Status.ENDED or now >= auction.ends_at:
+def _check_open(status: str, *, ended: bool) -> None:
+    if status in (Auction.Status.SCHEDULED, Auction.Status.CANCELLED):
+        raise Conflict(f"the auction is {status}", code="auction_not_live")
+    if status == Auction.Status.ENDED or ended:
         raise Conflict("the auction has ended", code="auction_ended")
 
 
@@ -303,8 +306,9 @@ class _Book:
         if new:
             Participant.objects.bulk_create(new)
         if old:
-            Participant.objects.bulk_update(old, ["max_amount", "max_bid", "max_position", "own_amount",
-                                                  "shown_amount"])
+            _update_rows(Participant, ["max_amount", "max_bid", "max_position", "own_amount", "shown_amount"],
+                         [(p.max_amount, p.max_bid_id, p.max_position, p.own_amount, p.shown_amount, p.pk)
+                          for p in old])
         self.changed.clear()
         a, st = self.auction, self.state
         a.current_price, a.leader_id, a.bid_count = st.current_price, st.leader_id, st.bid_count
@@ -435,9 +439,24 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now:
         outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
     if moved:
         funds.move_hold(book.state)
-    Bid.objects.bulk_update(pending, ["status", "reason", "seq", "decided_at"])
+    _save_decisions(pending)
     book.save()
     return book
+
+
+def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
+    """UPDATE each of `rows` ((values of `fields`..., pk)) in one batch of statements. Django's
+    bulk_update builds a CASE per field and row: in the hot-auction profile that was more than
+    half of the bid worker's time, more than deciding."""
+    columns = ", ".join(f"{model._meta.get_field(f).column} = %s" for f in fields)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {model._meta.db_table} SET {columns} WHERE {model._meta.pk.column} = %s", rows)
+
+
+def _save_decisions(bids: list[Bid]) -> None:
+    adapt = connection.ops.adapt_datetimefield_value
+    _update_rows(Bid, ["status", "reason", "seq", "decided_at"],
+                 [(b.status, b.reason, b.seq, adapt(b.decided_at), b.pk) for b in bids])
 
 
 def _bid_frame(bid: Bid, names: dict[int, str]) -> dict[str, Any]:
