@@ -1,6 +1,7 @@
 """The Django half of the fan-out benchmark: run by bench/ws_fanout.py as child processes.
 
     python -m bench.django_side setup   --bidders 2 --max-events N
+    python -m bench.django_side bidders --prefix hb_1a2b3c_ --count 1000 --grant 1000000000
     python -m bench.django_side publish --auction ID --users a,b --rate 5 --seconds 20
     python -m bench.django_side hot-check --auction ID [ID ...]
     python -m bench.django_side timers-check --auctions ID,ID,...
@@ -10,6 +11,13 @@ live auction, and prints `RESULT {json}`. `publish` places straight bids through
 layer at a fixed rate, from alternating users with rising amounts, and decides each one at once
 (`bids_decide_pending`), so every bid commits one real `bid.accepted` AuctionEvent that
 realtime.publish sends to the auction's group after commit. It prints `RESULT {json}`.
+
+`bidders` is the benchmarks' setup of their bidders (bench/hot_auction.py, timers.py,
+reconnect_storm.py), in bulk: COUNT users named PREFIX0..PREFIX{COUNT-1}, each with its account and
+signup bonus as registration opens them (core.ledger.account_open), a grant of GRANT coins
+(core.ledger.grant, as POST /api/wallet/grants makes it) and an access token (core.tokens, the
+token POST /api/auth/token issues). It prints `RESULT {"users": [[username, token], ...], ...}`.
+Setup is not what the benchmarks measure; their load clients still speak only the public contract.
 
 `hot-check` is bench/hot_auction.py's audit after a run (not a load client): it reads the tables
 and prints what the checks compare, for each auction given: its bids by status and reason,
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 from datetime import timedelta
@@ -79,6 +88,88 @@ def cmd_setup(args: argparse.Namespace) -> dict:
     return {"auction_id": auction.pk, "users": users, "seq": auction.seq, "status": auction.status,
             "channel_layer": layer["BACKEND"], "layer_capacity": layer.get("CONFIG", {}).get("capacity"),
             "database": settings.DATABASES["default"]["ENGINE"]}
+
+
+def cmd_bidders(args: argparse.Namespace) -> dict:
+    """COUNT bench users in one process: accounts, signup bonus, grant and token each, the coins
+    through core.ledger inside transactions (a batch of users per transaction), so the ledger
+    still sums to 0; one password hash in all (below)."""
+    t0 = time.perf_counter()
+    _django()
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.password_validation import validate_password
+    from django.db import transaction
+
+    from core import ledger
+    from core.models import User
+    from core.tokens import access_token_issue
+    from core.users import USERNAME_RE
+
+    if args.count < 1 or args.batch < 1:
+        raise SystemExit("--count and --batch must be at least 1")
+    names = [f"{args.prefix}{k}" for k in range(args.count)]
+    bad = [n for n in names if not USERNAME_RE.match(n)]
+    if bad:
+        raise SystemExit(f"not a valid username (core.users.USERNAME_RE): {bad[0]!r}")
+    taken = list(User.objects.filter(username__in=names).values_list("username", flat=True)[:5])
+    if taken:
+        raise SystemExit(f"usernames taken already: {taken}")
+    by = None
+    if args.granted_by:
+        by = User.objects.filter(username=args.granted_by).first()
+        if by is None:
+            raise SystemExit(f"--granted-by: no user named {args.granted_by!r}")
+    # Every bench user shares ONE random password, hashed ONCE, and that hash is stored for all of
+    # them. The hasher is PBKDF2 at production strength (~0.5 s of CPU per hash on a 2-core box):
+    # a hash per user (register, then token, over the API) made 1,000 bidders cost ~9 minutes of
+    # setup. Nobody logs in with it: the bidders get their tokens below, but it is a real,
+    # working password (returned), as registration would have stored.
+    password = f"Bb-{secrets.token_urlsafe(18)}-9x"
+    validate_password(password)
+    encoded = make_password(password)
+    t_hash = time.perf_counter()
+    users: list = []
+    for start in range(0, len(names), args.batch):
+        chunk = names[start:start + args.batch]
+        with transaction.atomic():
+            # As core.users.user_register: the user (its password already hashed), then its
+            # account with the signup bonus from the mint. bulk_create sends no post_save, so
+            # account_open here is the only opening (it is idempotent either way).
+            made = User.objects.bulk_create([User(username=n, password=encoded) for n in chunk])
+            if any(u.pk is None for u in made):  # a backend that returns no ids from bulk inserts
+                made = list(User.objects.filter(username__in=chunk).order_by("id"))
+            for user in made:
+                ledger.account_open(user=user)
+                if args.grant:
+                    ledger.grant(username=user.username, amount=args.grant, memo=args.memo, by=by)
+        users.extend(made)
+    t_db = time.perf_counter()
+    by_name = {u.username: u for u in users}
+    pairs = [(n, access_token_issue(user=by_name[n])["access"]) for n in names]
+    return {"users": pairs, "password": password, "password_hashes": 1, "grant": args.grant,
+            "granted_by": by.username if by else None,
+            "seconds": {"hash": round(t_hash - t0, 3), "db": round(t_db - t_hash, 3),
+                        "tokens": round(time.perf_counter() - t_db, 3), "total": round(time.perf_counter() - t0, 3)}}
+
+
+def make_bidders(env: dict[str, str], *, prefix: str, count: int, grant: int, memo: str,
+                 granted_by: str | None = "admin", timeout: float = 600.0) -> list[tuple[str, str]]:
+    """For the benchmarks' orchestrators: run `bidders` as a child with the stack's environment
+    (its database and SECRET_KEY, so the tokens are the stack's) and return [(username, token)].
+    SystemExit with the child's output if it fails."""
+    import subprocess
+
+    from deploy.launch import DIE_WITH_PARENT
+
+    cmd = [sys.executable, "-m", "bench.django_side", "bidders", "--prefix", prefix, "--count", str(count),
+           "--grant", str(grant), "--memo", memo] + (["--granted-by", granted_by] if granted_by else [])
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=DIE_WITH_PARENT)
+    line = next((x for x in reversed(done.stdout.splitlines()) if x.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"bench.django_side bidders failed (exit {done.returncode}):\n"
+                           f"{done.stdout[-1500:]}{done.stderr[-3000:]}")
+    return [(name, token) for name, token in json.loads(line[len("RESULT "):])["users"]]
 
 
 def cmd_publish(args: argparse.Namespace) -> dict:
@@ -292,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("setup")
     s.add_argument("--bidders", type=int, default=2)
     s.add_argument("--max-events", type=int, default=1000)
+    b = sub.add_parser("bidders", help="bench users in bulk: account, signup bonus, grant, token each")
+    b.add_argument("--prefix", required=True, help="usernames are PREFIX0 .. PREFIX{COUNT-1}")
+    b.add_argument("--count", type=int, required=True)
+    b.add_argument("--grant", type=int, default=0, help="coins granted to each (core.ledger.grant); 0 = none")
+    b.add_argument("--memo", default="bench", help="the grants' memo")
+    b.add_argument("--granted-by", default=None, help="username recorded as the grants' creator (staff)")
+    b.add_argument("--batch", type=int, default=200, help="users per transaction")
     p = sub.add_parser("publish")
     p.add_argument("--auction", type=int, required=True)
     p.add_argument("--users", required=True)
@@ -302,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("timers-check")
     t.add_argument("--auctions", required=True, help="auction ids, comma-separated")
     args = parser.parse_args(argv)
-    result = {"setup": cmd_setup, "publish": cmd_publish, "hot-check": cmd_hot_check,
+    result = {"setup": cmd_setup, "bidders": cmd_bidders, "publish": cmd_publish, "hot-check": cmd_hot_check,
               "timers-check": cmd_timers_check}[args.cmd](args)
     if args.cmd == "hot-check":
         result["ordering"] = hot_ordering(args.auction)
