@@ -16,9 +16,10 @@ What one run does, on 127.0.0.1, every stage bounded in time (and the bids in co
  1. the production stack, `deploy/launch.py run`, on its own database, Redis DB, var dir and port
     (bench/stack.py), with the per-user bid rate limit raised (--user-rate/--user-burst) so the
     benchmark is not silently throttled; waits for GET /api/health "ok";
- 2. setup over the public API only: a token for `admin`; --bidders users registered, each with a
-    token and a grant of coins (POST /api/wallet/grants); one live auction (POST /api/auctions,
-    starting price 1, increment 1, anti-sniping off, ending long after the run);
+ 2. setup: --bidders users made in bulk in the database (bench/django_side.py `bidders`: account,
+    signup bonus and a grant of coins through core.ledger, the token the API issues; one password
+    hash for all), then over the public API a token for `admin` and one live auction
+    (POST /api/auctions, starting price 1, increment 1, anti-sniping off, ending long after the run);
  3. one watcher: an anonymous socket on /ws/auctions/<id>/ in its own process that records every
     `event` frame (seq, receive time, the bid id of a `bid.accepted`);
  4. --clients processes (asyncio + uvloop) of bidders. --via ws: each bidder is one socket with
@@ -86,6 +87,7 @@ if str(ROOT) not in sys.path:
 
 from bench import plotdata  # noqa: E402
 from bench import results as results_mod  # noqa: E402
+from bench.django_side import make_bidders  # noqa: E402
 from bench.guard import run_child, run_guarded  # noqa: E402
 from bench.stack import DESIGNS, Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
@@ -185,23 +187,18 @@ def pooled(fn, items: list, concurrency: int, what: str) -> list:
     return out
 
 
-def setup(api: Api, admin_password: str, a: argparse.Namespace) -> dict:
+def setup(api: Api, stack: Stack, a: argparse.Namespace) -> dict:
     t0 = time.monotonic()
-    admin = api.call("POST", "/api/auth/token", {"username": "admin", "password": admin_password})["access"]
+    admin = api.call("POST", "/api/auth/token", {"username": "admin", "password": stack.admin_password})["access"]
     tag = secrets.token_hex(3)
-    password = f"Hb-{secrets.token_urlsafe(12)}-9x"
-    names = [f"hb{i}_{tag}" for i in range(a.bidders)]
-
-    def make(name: str) -> tuple[str, str]:
-        api.call("POST", "/api/auth/register", {"username": name, "password": password}, expect=(201,))
-        token = api.call("POST", "/api/auth/token", {"username": name, "password": password})["access"]
-        api.call("POST", "/api/wallet/grants", {"username": name, "amount": GRANT, "memo": "hot_auction bench"},
-                 token=admin, expect=(201,))
-        return name, token
-
-    log(f"setup: registering {a.bidders} bidders over the API ({a.setup_concurrency} at a time; each register "
-        "and token hashes a password, which is slow by design)")
-    users = pooled(make, names, a.setup_concurrency, "bidders ready")
+    # The bidders are made in the database, in bulk (bench/django_side.py `bidders`): account and
+    # signup bonus as registration opens them, the grant and the token the API would give, the
+    # coins through core.ledger, one password hash for all. Over the API each bidder cost two
+    # PBKDF2 hashes (register, token): ~9 minutes for 1,000. Setup is not measured; the load
+    # clients below use only the public contract (these tokens, the auctions' API and sockets).
+    log(f"setup: creating {a.bidders} bidders in bulk (bench.django_side bidders)")
+    users = make_bidders(stack.env, prefix=f"hb_{tag}_", count=a.bidders, grant=GRANT, memo="hot_auction bench")
+    log(f"setup: {a.bidders} bidders ready in {time.monotonic() - t0:.1f} s")
     auctions = open_auctions(api, admin, a, tag)
     first = auctions[0]
     log(f"setup: {a.bidders} bidders with {GRANT:,} coins each, "
@@ -1212,7 +1209,7 @@ class HotAuction:
         stack = self.stack
         self.out["stack"] = stack.info
         api = Api(stack.base_url)
-        s = setup(api, stack.admin_password, a)
+        s = setup(api, stack, a)
         ids = [x["id"] for x in s["auctions"]]
         self.out["setup_s"] = round(s["setup_s"], 1)
         if len(ids) == 1:
