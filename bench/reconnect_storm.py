@@ -505,10 +505,11 @@ class Storm:
                                   preexec_fn=DIE_WITH_PARENT)
             for line in done.stdout.splitlines():
                 if line.startswith("RESULT "):
-                    audits[aid] = json.loads(line[7:])
+                    res = json.loads(line[7:])  # hot-check: {"auctions": {id: ...}, "ledger": ...}
+                    audits[aid] = {**res["auctions"][str(aid)], "ledger": res["ledger"]}
             if aid not in audits:
                 raise SystemExit(f"hot-check failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-        self.out["stack_log"] = stack_log_summary(stack.logfile, 0)
+        self.out["stack_log"] = stack_log_summary(stack.logfile, [])
         rooms = [row for k in sorted(results) for row in results[k]["rooms"]]
         errors: Counter = Counter()
         for k in sorted(results):

@@ -397,7 +397,7 @@ class Timers:
                 audit = json.loads(line[7:])
         if audit is None:
             raise SystemExit(f"timers-check failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-        self.out["stack_log"] = stack_log_summary(stack.logfile, 0)
+        self.out["stack_log"] = stack_log_summary(stack.logfile, [])
         sockets = [row for k in sorted(results) for row in results[k]["sockets"]]
         for k in sorted(results):
             connect_errors.update(results[k]["errors"])
