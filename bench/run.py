@@ -95,7 +95,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("hot-auction-ws-half-rate", "hot-auction", "bench.hot_auction", ("--via", "ws", *HOT), 900,
              via="ws", half_rate_of="hot-auction-ws"),
     *designs("hot-auction", "rest", ("--via", "rest", *HOT), 900),
-    # 1,000 bidders register through the API first (PBKDF2 per password): setup dominates.
+    # 1,000 bidders: set up in bulk (django_side bidders), ~20 s per design.
     *designs("many-auctions", "ws", ("--via", "ws", *MANY), 1800),
     *(Scenario(f"fanout-{w}", "fanout", "bench.ws_fanout", ("--watchers", str(w), *FANOUT), 600)
       for w in (1000, 5000, 10000)),
