@@ -1520,13 +1520,8 @@ class HotAuction:
         w(f"load before {' '.join(o['loadavg_before'])}, after {' '.join(o['loadavg_after'])}; setup "
           f"{o['setup_s']:.0f} s")
         w(rule)
-        rows = self.table_rows()
-        width = max(len(k) for k, _ in rows)
-        for k, v in rows:
-            w(f"{k:<{width}}  {v}")
-        w("checks:")
-        for name, c in o["checks"].items():
-            w(f"  {'PASS' if c['ok'] else 'FAIL'}  {name}" + (f": {c['detail']}" if c["detail"] else ""))
+        lines += results_mod.rows_text(self.table_rows())
+        lines += results_mod.check_lines(o["checks"])
         met_rate = o["decided_per_s"] >= TARGET_DECIDED_PER_S
         p99 = lat["submit_to_result"][2]
         if o.get("auctions"):  # scenario 2 has one target: the aggregate rate
@@ -1583,10 +1578,7 @@ class HotAuction:
             rows.append(("auction queue consumers", (", ".join(moves[:6]) + (f" (+{len(moves) - 6} more)"
                                                                              if len(moves) > 6 else ""))
                          + f"; doorbell tasks run: {sl['decide_tasks'] or 'none'}"))
-        order = ["web", *sorted(k for k in cpu if k.startswith("bids")), "naive", "worker", "beat", "postgres",
-                 "postgres (shared)", "redis", "clients", "launch"]
-        parts = [f"{k} {cpu[k]['core_pct']:.0f}%" for k in order if k in cpu and cpu[k]["core_pct"] is not None]
-        rows.append(("CPU, % of one core", ", ".join(parts)))
+        rows.append(("CPU, % of one core", results_mod.cpu_share(cpu, ("clients", "launch"))))
         n = o["decided_in_window"]
         if n:
             bids_s = sum(v["cpu_s"] for k, v in cpu.items() if k.startswith("bids"))
@@ -1596,9 +1588,7 @@ class HotAuction:
             if "naive" in cpu:
                 per.insert(2, ("naive pool", cpu["naive"]["cpu_s"]))
             rows.append(("CPU ms per decided bid", ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in per)))
-        m = cpu["machine"]
-        rows.append(("machine", f"busy {m['busy_pct']}% of {os.cpu_count()} cores; "
-                                f"other users' processes {m['others_s']:.1f} core-s over {cpu['window_s']:.1f} s"))
+        rows.append(results_mod.machine_row(cpu))
         return rows
 
     def per_auction_rows(self) -> list[tuple[str, str]]:
@@ -1620,11 +1610,7 @@ class HotAuction:
         ]
 
     def markdown(self) -> str:
-        o = self.out
-        rows = self.table_rows()
-        rows += [(f"check: {name}", ("PASS" if c["ok"] else "FAIL") + (f" ({c['detail']})" if c["detail"] else ""))
-                 for name, c in o["checks"].items()]
-        return results_mod.md_table(rows)
+        return results_mod.md_with_checks(self.table_rows(), self.out["checks"])
 
     # --- cleanup ---
 

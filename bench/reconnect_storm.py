@@ -611,15 +611,11 @@ class Storm:
                                              f"last seqs {o['final_seqs']}; {o['events_covered_by_snapshots']:,} "
                                              "socket-events covered by a reconnect's snapshot"),
         ]
-        order = ["web", *sorted(k for k in cpu if k.startswith("bids")), "worker", "beat", "postgres",
-                 "postgres (shared)", "redis", *sorted(k for k in cpu if k.startswith("client")), "orchestrator"]
-        parts = [f"{k} {cpu[k]['core_pct']:.0f}%" for k in order if k in cpu and cpu[k]["core_pct"] is not None]
-        rows.append(("CPU over the storm, % of one core", ", ".join(parts) + f" ({cpu['window_s']:.1f} s)"
+        clients = (*sorted(k for k in cpu if k.startswith("client")), "orchestrator")
+        rows.append(("CPU over the storm, % of one core", results_mod.cpu_share(cpu, clients)
                      + ("; a client process near 100%: the client may have set the pace" if o["client_limited"]
                         else "")))
-        m = cpu["machine"]
-        rows.append(("machine", f"busy {m['busy_pct']}% of {os.cpu_count()} cores; other users' processes "
-                                f"{m['others_s']:.1f} core-s"))
+        rows.append(results_mod.machine_row(cpu))
         met = o["all_resumed_s"] is not None and o["all_resumed_s"] <= TARGET_S
         rows.append((f"target {TARGET_SOCKETS:,} sockets resumed within {TARGET_S:.0f} s",
                      f"{'MET' if met and o['sockets'] >= TARGET_SOCKETS else 'NOT MET' if not met else 'met'} "
@@ -636,20 +632,13 @@ class Storm:
                  f"reconnect storm: {o['sockets']} sockets, drop {o['drop_mode']}; stack: web x{st['web_workers']}, "
                  f"bid workers x{st['bid_workers']}, {st['database']['engine']} {st['database']['name']}, redis "
                  f"{st['redis']['url']}; sockets opened in {o['open_s']:.0f} s", rule]
-        rows = self.table_rows()
-        width = max(len(k) for k, _ in rows)
-        lines += [f"{k:<{width}}  {v}" for k, v in rows]
-        lines.append("checks:")
-        lines += [f"  {'PASS' if c['ok'] else 'FAIL'}  {name}" + (f": {c['detail']}" if c["detail"] else "")
-                  for name, c in o["checks"].items()]
+        lines += results_mod.rows_text(self.table_rows())
+        lines += results_mod.check_lines(o["checks"])
         lines.append(rule)
         print("\n".join(lines), flush=True)
 
     def markdown(self) -> str:
-        rows = self.table_rows()
-        rows += [(f"check: {name}", ("PASS" if c["ok"] else "FAIL") + (f" ({c['detail']})" if c["detail"] else ""))
-                 for name, c in self.out["checks"].items()]
-        return results_mod.md_table(rows)
+        return results_mod.md_with_checks(self.table_rows(), self.out["checks"])
 
     # --- cleanup ---
 

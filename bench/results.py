@@ -102,3 +102,35 @@ def md_table(rows: list[tuple[str, str]], head: tuple[str, str] = ("figure", "va
     lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
     lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
     return "\n".join(lines)
+
+
+def cpu_share(cpu: dict, extra: tuple[str, ...] = ()) -> str:
+    """A CpuMeter result as "web 80%, bids1 30%, ...", in the order the stack's processes matter
+    (`extra`: kinds of the tool's own, such as its client processes)."""
+    order = ["web", *sorted(k for k in cpu if k.startswith("bids")), "naive", "worker", "beat", "postgres",
+             "postgres (shared)", "redis", *extra]
+    return ", ".join(f"{k} {cpu[k]['core_pct']:.0f}%" for k in order if k in cpu and cpu[k]["core_pct"] is not None)
+
+
+def machine_row(cpu: dict) -> tuple[str, str]:
+    m = cpu["machine"]
+    return ("machine", f"busy {m['busy_pct']}% of {os.cpu_count()} cores; other users' processes "
+                       f"{m['others_s']:.1f} core-s over {cpu['window_s']:.1f} s")
+
+
+def check_lines(checks: dict) -> list[str]:
+    """The checks as the terminal report prints them."""
+    return ["checks:", *(f"  {'PASS' if c['ok'] else 'FAIL'}  {name}" + (f": {c['detail']}" if c["detail"] else "")
+                         for name, c in checks.items())]
+
+
+def rows_text(rows: list[tuple[str, str]]) -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
+def md_with_checks(rows: list[tuple[str, str]], checks: dict) -> str:
+    """The figures' table followed by one row per check: a scenario's Markdown summary."""
+    rows = rows + [(f"check: {name}", ("PASS" if c["ok"] else "FAIL") + (f" ({c['detail']})" if c["detail"] else ""))
+                   for name, c in checks.items()]
+    return md_table(rows)

@@ -525,13 +525,8 @@ class Timers:
             ("ended more than 1 s late (by at)", str(o["later_than_1s"])),
             ("most ends in one second", str(o["busiest_second"])),
         ]
-        order = ["web", *sorted(k for k in cpu if k.startswith("bids")), "worker", "beat", "postgres",
-                 "postgres (shared)", "redis", "clients", "launch"]
-        parts = [f"{k} {cpu[k]['core_pct']:.0f}%" for k in order if k in cpu and cpu[k]["core_pct"] is not None]
-        rows.append(("CPU over the window, % of one core", ", ".join(parts) + f" ({cpu['window_s']:.0f} s)"))
-        m = cpu["machine"]
-        rows.append(("machine", f"busy {m['busy_pct']}% of {os.cpu_count()} cores; other users' processes "
-                                f"{m['others_s']:.1f} core-s"))
+        rows.append(("CPU over the window, % of one core", results_mod.cpu_share(cpu, ("clients", "launch"))))
+        rows.append(results_mod.machine_row(cpu))
         p99 = lat["at_minus_ends_at"][2]
         rows.append((f"target p99 lateness <= {TARGET_P99_MS:.0f} ms",
                      f"{'MET' if p99 is not None and p99 <= TARGET_P99_MS else 'NOT MET'} (p99 {ms(p99)} ms by at)"))
@@ -546,20 +541,13 @@ class Timers:
                  f"{o['client_processes']} process(es); stack: web x{st['web_workers']}, bid workers x"
                  f"{st['bid_workers']}, {st['database']['engine']} {st['database']['name']}, redis "
                  f"{st['redis']['url']}; setup {o['setup_s']:.0f} s", rule]
-        rows = self.table_rows()
-        width = max(len(k) for k, _ in rows)
-        lines += [f"{k:<{width}}  {v}" for k, v in rows]
-        lines.append("checks:")
-        lines += [f"  {'PASS' if c['ok'] else 'FAIL'}  {name}" + (f": {c['detail']}" if c["detail"] else "")
-                  for name, c in o["checks"].items()]
+        lines += results_mod.rows_text(self.table_rows())
+        lines += results_mod.check_lines(o["checks"])
         lines.append(rule)
         print("\n".join(lines), flush=True)
 
     def markdown(self) -> str:
-        rows = self.table_rows()
-        rows += [(f"check: {name}", ("PASS" if c["ok"] else "FAIL") + (f" ({c['detail']})" if c["detail"] else ""))
-                 for name, c in self.out["checks"].items()]
-        return results_mod.md_table(rows)
+        return results_mod.md_with_checks(self.table_rows(), self.out["checks"])
 
     # --- cleanup ---
 
