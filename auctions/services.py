@@ -213,23 +213,10 @@ def bid_submit(
 
     `rate_check`, if given, is called after the other checks and raises RateLimited."""
     received_at = now or clock.now()
-    well_formed = isinstance(client_bid_id, str) and 1 <= len(client_bid_id) <= 64 and "\x00" not in client_bid_id
-    seen = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=client_bid_id if well_formed else None,
-                       now=received_at)
-    if seen is None:
-        raise NotFound("auction not found")
-    _validate_amounts(amount, max_amount)
-    if client_bid_id is not None and (not isinstance(client_bid_id, str) or not 1 <= len(client_bid_id) <= 64):
-        raise InvalidInput("client_bid_id must be a string of 1 to 64 characters", code="invalid_field",
-                           details={"field": "client_bid_id"})
-    if seen.earlier_bid_id is not None:
-        return Submitted(_existing(auction_id, user, client_bid_id), created=False)
-    if seen.auction.seller_id == user.pk:
-        raise Forbidden("a seller cannot bid on their own auction", code="seller_cannot_bid")
-    _check_open(seen.auction.status, ended=seen.ended)
-    if rate_check is not None:
-        rate_check()
-
+    auction, earlier = bid_check(auction_id=auction_id, user=user, amount=amount, max_amount=max_amount,
+                                 client_bid_id=client_bid_id, now=received_at, rate_check=rate_check)
+    if earlier is not None:
+        return Submitted(earlier, created=False)
     try:
         bid = intake.receive(auction_id=auction_id, bidder_id=user.pk, amount=amount, max_amount=max_amount,
                              client_bid_id=client_bid_id, channel=channel, received_at=received_at)
@@ -240,14 +227,43 @@ def bid_submit(
             raise
         return Submitted(existing, created=False)
     if bid is None:
-        # Ended or cancelled since the check above: say which, as that check would have.
-        again = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=None, now=received_at)
-        if again is not None:
-            _check_open(again.auction.status, ended=again.ended)
-        raise Conflict("the auction has ended", code="auction_ended")
+        refuse_closed(auction_id, received_at)
     transaction.on_commit(lambda: doorbell.ring(auction_id))
-    bid.auction, bid.bidder = seen.auction, user
+    bid.auction, bid.bidder = auction, user
     return Submitted(bid, created=True)
+
+
+def bid_check(*, auction_id: int, user: User, amount: Any, max_amount: Any, client_bid_id: Any, now: datetime,
+              rate_check: Any = None) -> tuple[Auction, Bid | None]:
+    """The contract's checks on a bid, in its order, before anything is stored (raising the
+    contract's error). Returns the auction as checked (id, seller and status only) and the
+    bidder's earlier bid with this client_bid_id, if there is one: nothing new is stored then."""
+    well_formed = isinstance(client_bid_id, str) and 1 <= len(client_bid_id) <= 64 and "\x00" not in client_bid_id
+    seen = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=client_bid_id if well_formed else None,
+                       now=now)
+    if seen is None:
+        raise NotFound("auction not found")
+    _validate_amounts(amount, max_amount)
+    if client_bid_id is not None and (not isinstance(client_bid_id, str) or not 1 <= len(client_bid_id) <= 64):
+        raise InvalidInput("client_bid_id must be a string of 1 to 64 characters", code="invalid_field",
+                           details={"field": "client_bid_id"})
+    if seen.earlier_bid_id is not None:
+        return seen.auction, _existing(auction_id, user, client_bid_id)
+    if seen.auction.seller_id == user.pk:
+        raise Forbidden("a seller cannot bid on their own auction", code="seller_cannot_bid")
+    _check_open(seen.auction.status, ended=seen.ended)
+    if rate_check is not None:
+        rate_check()
+    return seen.auction, None
+
+
+def refuse_closed(auction_id: int, now: datetime) -> None:
+    """The 409 for a bid the intake refused after its checks passed: the auction was ended or
+    cancelled in between; say which, as the checks would have."""
+    again = intake.look(auction_id=auction_id, bidder_id=0, client_bid_id=None, now=now)
+    if again is not None:
+        _check_open(again.auction.status, ended=again.ended)
+    raise Conflict("the auction has ended", code="auction_ended")
 
 
 def _existing(auction_id: int, user: User, client_bid_id: str) -> Bid | None:

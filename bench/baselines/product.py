@@ -13,32 +13,16 @@ from typing import Any
 from auctions import intake, services
 from auctions.models import Auction, Bid
 from core import clock
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.models import User
 
 
 def bid_check(*, auction_id: int, user: User, amount: Any, max_amount: Any, client_bid_id: Any,
               now: datetime, rate_check: Any = None) -> tuple[Auction, Bid | None]:
-    """services.bid_submit's checks, in the contract's order, before anything is stored. Returns
+    """services.bid_check: the contract's checks, in its order, before anything is stored. Returns
     the auction as checked, and the original bid when `client_bid_id` was seen before (nothing
     new is to be stored then)."""
-    auction = Auction.objects.filter(pk=auction_id).only("id", "seller_id", "status", "ends_at").first()
-    if auction is None:
-        raise NotFound("auction not found")
-    services._validate_amounts(amount, max_amount)
-    if client_bid_id is not None and (not isinstance(client_bid_id, str) or not 1 <= len(client_bid_id) <= 64):
-        raise InvalidInput("client_bid_id must be a string of 1 to 64 characters", code="invalid_field",
-                           details={"field": "client_bid_id"})
-    if client_bid_id is not None:
-        existing = bid_existing(auction_id=auction_id, user=user, client_bid_id=client_bid_id)
-        if existing is not None:
-            return auction, existing
-    if auction.seller_id == user.pk:
-        raise Forbidden("a seller cannot bid on their own auction", code="seller_cannot_bid")
-    services._check_open(auction, now)
-    if rate_check is not None:
-        rate_check()
-    return auction, None
+    return services.bid_check(auction_id=auction_id, user=user, amount=amount, max_amount=max_amount,
+                              client_bid_id=client_bid_id, now=now, rate_check=rate_check)
 
 
 def bid_existing(*, auction_id: int, user: User, client_bid_id: str | None) -> Bid | None:
@@ -56,8 +40,7 @@ def bid_insert(*, auction_id: int, user: User, amount: int, max_amount: int | No
     bid = intake.receive(auction_id=auction_id, bidder_id=user.pk, amount=amount, max_amount=max_amount,
                          client_bid_id=client_bid_id, channel=channel, received_at=now)
     if bid is None:
-        services._check_open(Auction.objects.only("id", "status", "ends_at").get(pk=auction_id), now)
-        raise Conflict("the auction has ended", code="auction_ended")
+        services.refuse_closed(auction_id, now)
     bid.bidder = user
     return bid
 
