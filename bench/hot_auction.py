@@ -740,6 +740,10 @@ async def _recv(conn) -> tuple:
         await fut
     finally:
         loop.remove_reader(fd)
+        # uvloop (libuv's poll) leaves the fd non-blocking; the blocking Connection.send of a
+        # large result would then fail half-written with EAGAIN once the pipe is full, and the
+        # orchestrator would read "end of file during message".
+        os.set_blocking(fd, True)
     return conn.recv()
 
 

@@ -258,3 +258,33 @@ def test_watcher_protocol_error_closes_with_its_code():
         assert t.closed and w.sock.closed.startswith("WsProtocolError: invalid UTF-8")
     finally:
         loop.close()
+
+
+def test_a_load_client_can_send_a_large_result_after_waiting_for_the_orchestrator():
+    """hot_auction's client processes wait for the orchestrator with the event loop's reader
+    (uvloop leaves the fd non-blocking), then send their result, which may be megabytes: the
+    send must block until the orchestrator reads it, not fail half-written."""
+    import multiprocessing
+    import threading
+
+    uvloop = pytest.importorskip("uvloop")
+    from bench.hot_auction import _recv
+
+    parent, child = multiprocessing.Pipe()
+    big = ("result", {"recs": [(i, 1.5, 2.5, 3.5, i, "accepted") for i in range(200_000)]})
+
+    async def client():
+        assert await _recv(child) == ("go",)
+        child.send(big)  # far more than the socket buffer holds
+
+    def orchestrator():
+        parent.send(("go",))
+        threading.Event().wait(0.3)  # the client is writing by now and the buffer is full
+        received.append(parent.recv())
+
+    received: list = []
+    reader = threading.Thread(target=orchestrator)
+    reader.start()
+    uvloop.run(client())
+    reader.join(10)
+    assert received == [big]
