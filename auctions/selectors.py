@@ -50,8 +50,19 @@ def auction_list(*, status: str | None = None, limit: int = 200) -> list[Auction
     return list(qs.order_by("-id")[:limit])
 
 
-def auction_data(auction: Auction, *, viewer: User | None = None) -> dict[str, Any]:
-    """The contract's `auction` object. `viewer` decides my_max/is_leader and staff-only fields."""
+def auction_data(auction: Auction, *, viewer: User | None = None,
+                 names: dict[int, str] | None = None) -> dict[str, Any]:
+    """The contract's `auction` object. `viewer` decides my_max/is_leader and staff-only fields.
+    `names` (user id -> username), when it holds the seller, leader and winner, saves reading
+    them (the bid decider has them at hand)."""
+
+    def name(user_id: int | None, related: str) -> str | None:
+        if user_id is None:
+            return None
+        if names is not None and user_id in names:
+            return names[user_id]
+        return getattr(auction, related).username
+
     terms = terms_of(auction)
     state = rules.State(
         status=auction.status, ends_at=auction.ends_at, current_price=auction.current_price,
@@ -70,7 +81,7 @@ def auction_data(auction: Auction, *, viewer: User | None = None) -> dict[str, A
         "title": auction.title,
         "description": auction.description,
         "status": auction.status,
-        "seller": auction.seller.username if auction.seller_id else None,
+        "seller": name(auction.seller_id, "seller"),
         "starts_at": iso(auction.starts_at),
         "ends_at": iso(auction.ends_at),
         "starting_price": auction.starting_price,
@@ -80,11 +91,11 @@ def auction_data(auction: Auction, *, viewer: User | None = None) -> dict[str, A
         "extend_window_s": auction.extend_window_s,
         "extend_by_s": auction.extend_by_s,
         "current_price": auction.current_price,
-        "leader": auction.leader.username if auction.leader_id else None,
+        "leader": name(auction.leader_id, "leader"),
         "min_next_bid": rules.min_next_bid(terms, state),
         "bid_count": auction.bid_count,
         "seq": auction.seq,
-        "winner": auction.winner.username if auction.winner_id else None,
+        "winner": name(auction.winner_id, "winner"),
         "final_price": auction.final_price,
         "server_time": iso(clock.now()),
         "my_max": my_max,

@@ -39,6 +39,7 @@ class Outbox:
     events: list[AuctionEvent] = field(default_factory=list)
     user_frames: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     lobby: bool = False
+    names: dict[int, str] | None = None  # usernames of everyone the auction shows, when known
 
     def emit(self, type_: str, data: dict[str, Any], *, at: datetime) -> AuctionEvent:
         self.auction.seq += 1
@@ -58,13 +59,21 @@ class Outbox:
         frames = list(self.user_frames)
         auction_id = self.auction.pk
         lobby = self.lobby or bool(events)
+        # The lobby's summary of what this transaction commits, built now from the row in hand
+        # when the names it shows are known (the decider's batches): re-reading the auction with
+        # its relations after every batch cost the bid worker a fifth of a one-bid batch.
+        summary = None
+        if lobby and self.names is not None:
+            summary = selectors.auction_data(self.auction, names=self.names)
 
         def _publish() -> None:
             if events:
                 publish.publish_events(auction_id, events)
             for user_id, frame in frames:
                 publish.publish_to_user(user_id, frame)
-            if lobby:
+            if summary is not None:
+                publish.publish_lobby(summary)
+            elif lobby:
                 auction = selectors.auction_get(auction_id)
                 if auction is not None:
                     publish.publish_lobby(selectors.auction_data(auction))
@@ -417,6 +426,7 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now:
     users = {b.bidder_id for b in pending} | set(book.state.standings)
     funds = _Funds(auction, users)
     names = selectors.usernames(users | {auction.seller_id})
+    outbox.names = names
     moved = False
     for bid in pending:
         request = rules.BidRequest(bid.pk, bid.bidder_id, bid.amount, bid.max_amount, bid.position, bid.received_at)
@@ -528,6 +538,7 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
         if auction.status == Auction.Status.LIVE and now >= auction.ends_at:
             accounts = _account_ids(set(book.state.standings))
             names = selectors.usernames(set(book.state.standings) | {auction.seller_id})
+            outbox.names = names
             _settle_locked(auction, book, outbox, accounts, names, now=now)
             book.save()
         if auction.is_final:
