@@ -1507,40 +1507,33 @@ class HotAuction:
         a, o = self.a, self.out
         lat = o["latency_ms"]
         st = o["stack"]
-        lines = []
-        w = lines.append
-        rule = "=" * 100
-        w("")
-        w(rule)
-        w(f"hot_auction via {o['via']}: {o['bidders']} bidders ({o['bidders_connected']} connected) "
-          + (f"spread over {o['auctions']} auctions " if o.get("auctions") else "") + "in "
-          f"{o['client_processes']} client process(es), {o['seconds']:g} s, "
-          + (f"open loop at {o['rate_target']:g} bids/s" if o["rate_target"] else "closed loop"))
-        w(f"stack: web x{st['web_workers']}, bid workers x{st['bid_workers']}, {st['database']['engine']} "
-          f"{st['database']['name']}, redis {st['redis']['url']} ({st['redis']['mode']}); BID_RATE_PER_SECOND="
-          f"{a.user_rate:g} BID_RATE_BURST={a.user_burst}"
-          + (f"; bidders paced to {a.ws_frame_rate:g} frames/s (server per-socket limit {SERVER_FRAME_LIMIT}/s)"
-             if o["via"] == "ws" and a.ws_frame_rate else ""))
-        w(f"load before {' '.join(o['loadavg_before'])}, after {' '.join(o['loadavg_after'])}; setup "
-          f"{o['setup_s']:.0f} s")
-        w(rule)
-        lines += results_mod.rows_text(self.table_rows())
-        lines += results_mod.check_lines(o["checks"])
+        head = "\n".join([
+            f"hot_auction via {o['via']}: {o['bidders']} bidders ({o['bidders_connected']} connected) "
+            + (f"spread over {o['auctions']} auctions " if o.get("auctions") else "") + "in "
+            f"{o['client_processes']} client process(es), {o['seconds']:g} s, "
+            + (f"open loop at {o['rate_target']:g} bids/s" if o["rate_target"] else "closed loop"),
+            f"stack: web x{st['web_workers']}, bid workers x{st['bid_workers']}, {st['database']['engine']} "
+            f"{st['database']['name']}, redis {st['redis']['url']} ({st['redis']['mode']}); BID_RATE_PER_SECOND="
+            f"{a.user_rate:g} BID_RATE_BURST={a.user_burst}"
+            + (f"; bidders paced to {a.ws_frame_rate:g} frames/s (server per-socket limit {SERVER_FRAME_LIMIT}/s)"
+               if o["via"] == "ws" and a.ws_frame_rate else ""),
+            f"load before {' '.join(o['loadavg_before'])}, after {' '.join(o['loadavg_after'])}; setup "
+            f"{o['setup_s']:.0f} s"])
         met_rate = o["decided_per_s"] >= TARGET_DECIDED_PER_S
         p99 = lat["submit_to_result"][2]
         if o.get("auctions"):  # scenario 2 has one target: the aggregate rate
-            w(f"target: >= {TARGET_DECIDED_PER_S:,} decided bids/s in total: {'MET' if met_rate else 'NOT MET'} "
-              f"({o['decided_per_s']:,.0f})")
+            target = (f"target: >= {TARGET_DECIDED_PER_S:,} decided bids/s in total: "
+                      f"{'MET' if met_rate else 'NOT MET'} ({o['decided_per_s']:,.0f})")
         else:
-            w(f"targets: >= {TARGET_DECIDED_PER_S:,} decided bids/s: {'MET' if met_rate else 'NOT MET'} "
-              f"({o['decided_per_s']:,.0f}); p99 submit->result <= {TARGET_P99_MS:.0f} ms at half the maximum rate: "
-              + (f"{'MET' if p99 is not None and p99 <= TARGET_P99_MS else 'NOT MET'} ({ms(p99)} ms at "
-                 f"{o['rate_target']:g} bids/s; that is half the maximum only if the maximum is "
-                 f"{2 * o['rate_target']:g}/s)" if o["rate_target"] else
-                 f"not measured by a closed-loop run (p99 here {ms(p99)} ms at the maximum rate; run --rate "
-                 f"{max(1, round(o['decided_per_s'] / 2))} for half of it)"))
-        w(rule)
-        print("\n".join(lines), flush=True)
+            target = (f"targets: >= {TARGET_DECIDED_PER_S:,} decided bids/s: {'MET' if met_rate else 'NOT MET'} "
+                      f"({o['decided_per_s']:,.0f}); p99 submit->result <= {TARGET_P99_MS:.0f} ms at half the "
+                      "maximum rate: "
+                      + (f"{'MET' if p99 is not None and p99 <= TARGET_P99_MS else 'NOT MET'} ({ms(p99)} ms at "
+                         f"{o['rate_target']:g} bids/s; that is half the maximum only if the maximum is "
+                         f"{2 * o['rate_target']:g}/s)" if o["rate_target"] else
+                         f"not measured by a closed-loop run (p99 here {ms(p99)} ms at the maximum rate; run --rate "
+                         f"{max(1, round(o['decided_per_s'] / 2))} for half of it)"))
+        results_mod.print_report(head, self.table_rows(), o["checks"], [target])
 
     def table_rows(self) -> list[tuple[str, str]]:
         o = self.out

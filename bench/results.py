@@ -134,3 +134,11 @@ def md_with_checks(rows: list[tuple[str, str]], checks: dict) -> str:
     rows = rows + [(f"check: {name}", ("PASS" if c["ok"] else "FAIL") + (f" ({c['detail']})" if c["detail"] else ""))
                    for name, c in checks.items()]
     return md_table(rows)
+
+
+def print_report(head: str, rows: list[tuple[str, str]], checks: dict, after: list[str] = ()) -> None:
+    """A scenario's end-of-run report on the terminal: its head line, figures, checks, then
+    `after` (such as the issue's targets), between rules."""
+    rule = "=" * 100
+    lines = ["", rule, head, rule, *rows_text(rows), *check_lines(checks), *after, rule]
+    print("\n".join(lines), flush=True)

@@ -535,16 +535,11 @@ class Timers:
     def report(self) -> None:
         o = self.out
         st = o["stack"]
-        rule = "=" * 100
-        lines = ["", rule,
-                 f"timers: {o['auctions']} auctions over {o['window_s']:g} s, {o['watchers_connected']} watchers in "
-                 f"{o['client_processes']} process(es); stack: web x{st['web_workers']}, bid workers x"
-                 f"{st['bid_workers']}, {st['database']['engine']} {st['database']['name']}, redis "
-                 f"{st['redis']['url']}; setup {o['setup_s']:.0f} s", rule]
-        lines += results_mod.rows_text(self.table_rows())
-        lines += results_mod.check_lines(o["checks"])
-        lines.append(rule)
-        print("\n".join(lines), flush=True)
+        results_mod.print_report(
+            f"timers: {o['auctions']} auctions over {o['window_s']:g} s, {o['watchers_connected']} watchers in "
+            f"{o['client_processes']} process(es); stack: web x{st['web_workers']}, bid workers x"
+            f"{st['bid_workers']}, {st['database']['engine']} {st['database']['name']}, redis "
+            f"{st['redis']['url']}; setup {o['setup_s']:.0f} s", self.table_rows(), o["checks"])
 
     def markdown(self) -> str:
         return results_mod.md_with_checks(self.table_rows(), self.out["checks"])

@@ -26,9 +26,7 @@ class JsonErrorsMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+        _take_mode(self, get_response)
 
     def __call__(self, request: HttpRequest):
         if self.async_mode:
@@ -66,9 +64,7 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
 
     def __init__(self, get_response):
         super().__init__(get_response)
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+        _take_mode(self, get_response)
 
     def __call__(self, request: HttpRequest):
         if self.async_mode:
@@ -81,6 +77,13 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         if found is not None:
             return await sync_to_async(self.serve, thread_sensitive=False)(found, request)
         return await self.get_response(request)
+
+
+def _take_mode(middleware, get_response) -> None:
+    """Run in the mode of the handler it wraps: Django then needs no adapter on either side."""
+    middleware.async_mode = iscoroutinefunction(get_response)
+    if middleware.async_mode:
+        markcoroutinefunction(middleware)
 
 
 def _is_json(response: HttpResponse) -> bool:
