@@ -12,7 +12,10 @@ The fence against ends: an end or cancel locks the Intake row and sets `closed` 
 transaction that makes the auction final. A statement that waited for that lock re-checks the
 row it then gets (PostgreSQL's EvalPlanQual re-evaluates the WHERE on the new row version), sees
 `closed` and inserts nothing; the auction's status and end, read in the statement's snapshot,
-refuse everything that arrives after a commit that is already visible.
+refuse everything that arrives after a commit that is already visible. A buy-now ends the auction
+in the decider, which must not take the Intake lock (lock order Intake -> Auction), so it leaves
+`closed` alone: the status check refuses later bids, and one that slipped in before the buy-now
+committed is decided afterwards and rejected as the auction is no longer live.
 """
 
 from __future__ import annotations

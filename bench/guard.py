@@ -76,3 +76,17 @@ def run_child(main: Callable[[str], Coroutine[Any, Any, None]], conn) -> None:
     finally:
         conn.close()
         os._exit(0)
+
+
+def stop_clients(clients) -> None:
+    """Tell each load-client process (proc, conn, ...) to exit, give it 3 s, then kill it."""
+    for _proc, conn, *_ in clients:
+        try:
+            conn.send(("exit",))
+        except Exception:  # already gone
+            pass
+    for proc, *_ in clients:
+        proc.join(3)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)

@@ -88,7 +88,7 @@ if str(ROOT) not in sys.path:
 from bench import plotdata  # noqa: E402
 from bench import results as results_mod  # noqa: E402
 from bench.django_side import make_bidders  # noqa: E402
-from bench.guard import run_child, run_guarded  # noqa: E402
+from bench.guard import run_child, run_guarded, stop_clients  # noqa: E402
 from bench.stack import DESIGNS, Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
     MAX_RESPONSE_HEAD,
@@ -1614,16 +1614,7 @@ class HotAuction:
     def cleanup(self) -> None:
         if self.guard is not None:
             self.guard.halt.set()
-        for _proc, conn, _ in self.clients + ([self.watcher] if self.watcher else []):
-            try:
-                conn.send(("exit",))
-            except Exception:
-                pass
-        for proc, _conn, _ in self.clients + ([self.watcher] if self.watcher else []):
-            proc.join(3)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        stop_clients(self.clients + ([self.watcher] if self.watcher else []))
         if self.stack is not None:
             self.stack.stop()
 

@@ -69,7 +69,7 @@ if str(ROOT) not in sys.path:
 from bench import plotdata  # noqa: E402
 from bench import results as results_mod  # noqa: E402
 from bench.django_side import make_bidders  # noqa: E402
-from bench.guard import run_child, run_guarded  # noqa: E402
+from bench.guard import run_child, run_guarded, stop_clients  # noqa: E402
 from bench.hot_auction import (  # noqa: E402
     Api,
     ApiError,
@@ -643,16 +643,7 @@ class Storm:
     def cleanup(self) -> None:
         if self.feed is not None:
             self.feed.halt.set()
-        for _proc, conn, _ in self.clients:
-            try:
-                conn.send(("exit",))
-            except Exception:
-                pass
-        for proc, _conn, _ in self.clients:
-            proc.join(3)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+        stop_clients(self.clients)
         if self.stack is not None:
             self.stack.stop()
 
