@@ -14,3 +14,7 @@ app.autodiscover_tasks(["tasks"], related_name="lifecycle")
 from tasks.worker import install as _install_worker_parts  # noqa: E402
 
 _install_worker_parts(app)
+
+from tasks.connections import install as _keep_connections  # noqa: E402
+
+_keep_connections(app)

@@ -4,6 +4,7 @@ the auction's own Celery queue, decided by real bid worker processes on real Red
 from __future__ import annotations
 
 import random
+import time
 import threading
 
 import pytest
@@ -179,3 +180,39 @@ def test_bids_received_while_no_bid_worker_runs_are_decided_when_one_starts(stac
     invariants.assert_decided_once(auction)
     auction.refresh_from_db()
     assert auction.current_price == 15 and auction.leader == bob
+
+
+def _sessions_opened() -> int:
+    """PostgreSQL's count of sessions ever opened to the test database (a backend that exits
+    flushes its own count, so a connection closed after each task shows up here)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_bid_workers_keep_their_database_connection_across_tasks(stack, make_user, make_auction):
+    """Celery's Django fixup would close the connection after every task: a new PostgreSQL
+    backend per doorbell (tasks/connections.py)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("counts PostgreSQL sessions; SQLite has no server sessions (CI runs this on PostgreSQL)")
+    alice, bob = _bidders(make_user, 2)
+    auction = make_auction(starting_price=10, min_increment=1)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=10)
+    _wait_all_decided(auction)  # the worker has its connection now
+    procs.wait_for(lambda: procs_queue_empty(auction.pk), what="queue drained")
+    before = _sessions_opened()
+    for k in range(1, 21):  # twenty doorbells, each answered on its own
+        services.bid_submit(auction_id=auction.pk, user=(alice, bob)[k % 2], amount=10 + k)
+        _wait_all_decided(auction)
+    procs.wait_for(lambda: procs_queue_empty(auction.pk), what="queue drained")
+    time.sleep(1.5)  # PostgreSQL flushes a live backend's statistics at most once a second
+    opened = _sessions_opened() - before
+    # Beat and the default worker's ticks also run meanwhile; with connections kept, none of
+    # them needs a new session, so a handful is slack, not twenty.
+    assert opened <= 5, f"{opened} PostgreSQL sessions opened for 20 doorbells"
+    invariants.assert_decided_once(auction)
