@@ -88,3 +88,11 @@ def assert_holds_match_leader(auction: Auction) -> None:
         return
     leader_max = auction.participants.get(user_id=auction.leader_id).max_amount
     assert [(h.account.user_id, h.amount) for h in holds] == [(auction.leader_id, leader_max)]
+
+
+def assert_audit_clean(**kwargs) -> None:
+    """Every invariant auctions.audit checks (the one the benchmarks and operators run) holds."""
+    from auctions import audit
+
+    report = audit.audit(**kwargs)
+    assert report.ok, "\n".join(report.lines())

@@ -4,8 +4,8 @@ the auction's own Celery queue, decided by real bid worker processes on real Red
 from __future__ import annotations
 
 import random
-import time
 import threading
+import time
 
 import pytest
 
@@ -72,6 +72,7 @@ def test_concurrent_bidders_are_decided_in_position_order_and_coins_are_conserve
     invariants.assert_replay_matches(auction)
     invariants.assert_holds_match_leader(auction)
     invariants.assert_coins_conserved()
+    invariants.assert_audit_clean()
     # Each decision saw every earlier position: decided_at never goes backwards with position.
     decided = list(Bid.objects.filter(auction=auction).order_by("position").values_list("decided_at", flat=True))
     assert decided == sorted(decided)
@@ -93,6 +94,7 @@ def test_duplicate_doorbells_decide_nothing_twice(stack, make_user, make_auction
     auction.refresh_from_db()
     assert auction.bid_count == 10 and auction.current_price == 19
     invariants.assert_coins_conserved()
+    invariants.assert_audit_clean()
 
 
 def procs_queue_empty(auction_id: int) -> bool:
@@ -121,6 +123,7 @@ def test_two_consumers_of_one_auction_queue_cannot_break_order(stack, make_user,
         invariants.assert_decided_once(auction)
         invariants.assert_replay_matches(auction)
         invariants.assert_coins_conserved()
+        invariants.assert_audit_clean()
     finally:
         second.stop()
 
@@ -156,6 +159,7 @@ def test_bid_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(st
         invariants.assert_replay_matches(auction)
         invariants.assert_holds_match_leader(auction)
         invariants.assert_coins_conserved()
+        invariants.assert_audit_clean()
     finally:
         victim.kill()
 

@@ -51,6 +51,7 @@ def test_many_auctions_ending_in_the_same_second_end_on_time_never_early(stack, 
         assert a.winner == bidder
         _ended_once(a)
     invariants.assert_coins_conserved()
+    invariants.assert_audit_clean()
     bidder.account.refresh_from_db()
     assert bidder.account.balance == 1000 - sum(10 + i for i in range(20))
     seller.account.refresh_from_db()
@@ -102,6 +103,7 @@ def test_an_end_missed_while_beat_was_down_fires_once_when_beat_is_back(stack, m
     time.sleep(2.5)  # later ticks see it ended and do nothing
     _ended_once(auction)
     invariants.assert_coins_conserved()
+    invariants.assert_audit_clean()
 
 
 def test_an_end_timer_firing_twice_ends_once(stack, make_user, make_auction):
