@@ -13,6 +13,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
 
+from core import redact  # noqa: E402
+
+# uvicorn logs each socket's URL, `?token=` included: keep tokens and cookies out of its logs.
+redact.install()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime.auth import socket_stack  # noqa: E402
