@@ -6,4 +6,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Users and coins"
 
     def ready(self) -> None:
-        from core import signals  # noqa: F401
+        from core import checks, signals  # noqa: F401

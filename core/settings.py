@@ -21,7 +21,8 @@ def _secret_key() -> str:
     key = env_str("SECRET_KEY")
     if key:
         return key
-    # Development only: a random key kept under var/, never committed.
+    # Development only: a random key kept under var/, never committed. Production sets
+    # SECRET_KEY (one value for every node); `check --deploy` warns without it (core/checks.py).
     path = VAR_DIR / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
@@ -45,9 +46,29 @@ def _redis_url() -> str:
 
 
 SECRET_KEY = _secret_key()
+SECRET_KEY_FROM_ENV = bool(env_str("SECRET_KEY"))
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS=1 for a deployment that browsers reach only over https (directly or through a proxy
+# that terminates TLS). Off by default so that `make run` works on plain http://localhost.
+# docs/security.md lists what each switch does.
+HTTPS = env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+# A load balancer's health check and Prometheus talk plain HTTP to the node itself.
+SECURE_REDIRECT_EXEMPT = [r"^api/health$", r"^metrics$"]
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# HSTS is only sent over https; a year, with subdomains and preload, unless told otherwise.
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", True)
+# Behind a TLS-terminating proxy the node sees plain HTTP; the proxy says https in
+# X-Forwarded-Proto. Trust it only where every request comes through a proxy that sets it
+# (and overwrites a client's own), or anyone could claim https.
+if env_bool("TRUST_X_FORWARDED_PROTO", HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
