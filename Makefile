@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint clean bench bench-quick
+.PHONY: run test lint clean bench bench-quick faults
 
 run: $(VENV)/.installed
 	$(PY) deploy/launch.py run
@@ -26,6 +26,11 @@ bench: $(VENV)/.installed
 
 bench-quick: $(VENV)/.installed
 	$(PY) -m bench.run --quick
+
+# The fault suite of issue 6 (bench/faults.py): its own cluster, broken on purpose under load;
+# prints one row per fault (lost and doubled must be 0) and the invariant checks.
+faults: $(VENV)/.installed
+	$(PY) -m bench.faults $(FAULTS_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

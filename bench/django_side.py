@@ -37,6 +37,7 @@ import os
 import secrets
 import sys
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -364,6 +365,38 @@ def cmd_timers_check(args: argparse.Namespace) -> dict:
     return {"auctions": out, "ledger": ledger_audit()}
 
 
+def cmd_faults_check(args: argparse.Namespace) -> dict:
+    """bench/faults.py's audit: each acknowledged bid (the ids in --acked, a JSON list) as the
+    database holds it, and auctions.audit over everything."""
+    _django()
+    from auctions import audit
+    from auctions.models import AuctionEvent, Bid
+
+    acked = [int(x) for x in json.loads(Path(args.acked).read_text())]
+    rows = {pk: (status, decided_at) for pk, status, decided_at in
+            Bid.objects.filter(pk__in=acked).values_list("pk", "status", "decided_at")}
+    own: Counter = Counter()
+    for data in AuctionEvent.objects.filter(type="bid.accepted").values_list("data", flat=True).iterator(5000):
+        if not data.get("proxy"):
+            own[data.get("bid_id")] += 1
+    bids = {str(pk): {"status": status, "decided_at": decided_at.timestamp() if decided_at else None,
+                      "own_events": own.get(pk, 0)} for pk, (status, decided_at) in rows.items()}
+    return {
+        "bids": bids,
+        "missing": sorted(set(acked) - set(rows))[:50],
+        "undecided": sorted(pk for pk, (status, _) in rows.items() if status == Bid.Status.QUEUED)[:50],
+        "doubled": sorted(pk for pk in rows if own.get(pk, 0) > 1)[:50],
+        "audit": audit.audit().as_dict(),
+    }
+
+
+def cmd_queued(_args: argparse.Namespace) -> dict:
+    _django()
+    from auctions.models import Bid
+
+    return {"queued": Bid.objects.filter(status=Bid.Status.QUEUED).count()}
+
+
 def hot_ordering(auction_ids: list[int]) -> dict:
     """Per auction: bids decided out of position order (bench.baselines.ordering), how many
     decided bids the walk covered, and where the decision order was read from."""
@@ -399,9 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--auction", type=int, nargs="+", required=True, help="one or more auction ids")
     t = sub.add_parser("timers-check")
     t.add_argument("--auctions", required=True, help="auction ids, comma-separated")
+    f = sub.add_parser("faults-check")
+    f.add_argument("--acked", required=True, help="a JSON file: the acknowledged bid ids")
+    sub.add_parser("queued")
     args = parser.parse_args(argv)
     result = {"setup": cmd_setup, "bidders": cmd_bidders, "publish": cmd_publish, "hot-check": cmd_hot_check,
-              "timers-check": cmd_timers_check}[args.cmd](args)
+              "timers-check": cmd_timers_check, "faults-check": cmd_faults_check,
+              "queued": cmd_queued}[args.cmd](args)
     if args.cmd == "hot-check":
         result["ordering"] = hot_ordering(args.auction)
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")

@@ -2,8 +2,8 @@
 
 Every error leaves here in the contract's shape, {"error": {"code", "message", "details"?}}:
 service errors with their own status and headers, bad bodies and parameters as 400 (never
-ninja's 422), a missing or bad token as 401, anything unexpected as a logged 500 that shows the
-client no traceback.
+ninja's 422), a missing or bad token as 401, PostgreSQL or Redis unreachable as 503 with
+Retry-After, anything unexpected as a logged 500 that shows the client no traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+from django import db
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -136,6 +139,24 @@ def _permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpRespo
 def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
     # e.g. RequestDataTooBig: a client error, not ours.
     return error_response(request, 400, "invalid_request", "the request could not be accepted")
+
+
+# A database or Redis that is down or restarting is not the request's fault, nor a bug: 503 with
+# Retry-After, so that clients retry (a bid's client_bid_id makes the retry create nothing twice).
+# Nothing was acknowledged: a bid is acknowledged only by the 202 after its intake committed.
+_UNAVAILABLE = (db.OperationalError, db.InterfaceError, redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)
+
+
+def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.warning("%s %s: a backing service is unavailable: %s: %s", request.method, request.path,
+                type(exc).__name__, str(exc)[:200])
+    return error_response(request, 503, "unavailable", "the service is briefly unavailable; try again",
+                          headers={"Retry-After": "1"})
+
+
+for _kind in _UNAVAILABLE:
+    api.add_exception_handler(_kind, _unavailable)
 
 
 @api.exception_handler(Exception)
