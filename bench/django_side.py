@@ -270,6 +270,14 @@ def ledger_audit() -> dict:
             "transfers": Transfer.objects.count()}
 
 
+def _platform_audit(auction_ids: list[int]) -> dict:
+    """auctions.audit over the run's auctions (and the whole ledger): the invariants the fault
+    suite and operators check, run at the end of every bench too."""
+    from auctions import audit
+
+    return audit.audit(auction_ids=auction_ids).as_dict()
+
+
 def cmd_hot_check(args: argparse.Namespace) -> dict:
     """Per auction (bulk queries, so a hundred auctions cost what one does): bids by status and
     reason, positions, the persisted stream, the holds on it; then the ledger once (one audit query
@@ -329,6 +337,7 @@ def cmd_hot_check(args: argparse.Namespace) -> dict:
     return {
         "auctions": {str(pk): v for pk, v in out.items()},
         "ledger": ledger_audit(),
+        "platform_audit": _platform_audit(ids),
     }
 
 
@@ -362,7 +371,7 @@ def cmd_timers_check(args: argparse.Namespace) -> dict:
             "ended_events": ended.get(aid, []), "settlements": settled.get(aid, []),
             "stream_gap_free": bool(st) and st["lo"] == 1 and st["hi"] == st["n"] == st["distinct"] == row["seq"],
         }
-    return {"auctions": out, "ledger": ledger_audit()}
+    return {"auctions": out, "ledger": ledger_audit(), "platform_audit": _platform_audit(ids)}
 
 
 def cmd_faults_check(args: argparse.Namespace) -> dict:

@@ -509,7 +509,8 @@ class Storm:
             for line in done.stdout.splitlines():
                 if line.startswith("RESULT "):
                     res = json.loads(line[7:])  # hot-check: {"auctions": {id: ...}, "ledger": ...}
-                    audits[aid] = {**res["auctions"][str(aid)], "ledger": res["ledger"]}
+                    audits[aid] = {**res["auctions"][str(aid)], "ledger": res["ledger"],
+                                   "platform_audit": res["platform_audit"]}
             if aid not in audits:
                 raise SystemExit(f"hot-check failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
         self.out["stack_log"] = stack_log_summary(stack.logfile, [])
@@ -567,6 +568,8 @@ class Storm:
                 "detail": "; ".join(f"auction {aid}: {x['events']['total']} events, gap-free "
                                     f"{x['events']['gap_free']}, bids {x['bids']['by_status']}, ledger sum "
                                     f"{x['ledger']['sum']}" for aid, x in audits.items())},
+            **{f"auctions.audit of auction {aid}: every invariant": results_mod.audit_check(x["platform_audit"])
+               for aid, x in audits.items()},
             "no errors in the stack's log": {
                 "ok": not sl["tracebacks"] and not sl["http_5xx"],
                 "detail": f"tracebacks {sl['tracebacks'] or 0}, HTTP 5xx {sl['http_5xx']}"

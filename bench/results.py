@@ -118,6 +118,14 @@ def machine_row(cpu: dict) -> tuple[str, str]:
                        f"{m['others_s']:.1f} core-s over {cpu['window_s']:.1f} s")
 
 
+def audit_check(report: dict) -> dict:
+    """auctions.audit's report (`as_dict()`) as a tool's check: every invariant, the broken ones
+    with their first problems."""
+    parts = [f"{c['name']} " + ("ok" if c["ok"] else f"FAILED ({c['problem_count']}: {'; '.join(c['problems'][:2])})")
+             for c in report["checks"]]
+    return {"ok": report["ok"], "detail": f"{report['auctions']} auctions: " + ", ".join(parts)}
+
+
 def check_lines(checks: dict) -> list[str]:
     """The checks as the terminal report prints them."""
     return ["checks:", *(f"  {'PASS' if c['ok'] else 'FAIL'}  {name}" + (f": {c['detail']}" if c["detail"] else "")

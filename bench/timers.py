@@ -482,6 +482,7 @@ class Timers:
                 "detail": f"sum {led['sum']}, negative available {led['negative_available']}, held mismatches "
                           f"{led['held_mismatch']}, balance mismatches {led['balance_mismatch']} ({led['accounts']} "
                           f"accounts, {led['transfers']} transfers)"},
+            "auctions.audit: every invariant": results_mod.audit_check(audit["platform_audit"]),
             "no errors in the stack's log": {
                 "ok": not sl["tracebacks"] and not sl["http_5xx"],
                 "detail": f"tracebacks {sl['tracebacks'] or 0}, HTTP 5xx {sl['http_5xx']}"
