@@ -8,12 +8,12 @@ acknowledged is lost, nothing is applied twice, no coin is created or destroyed.
 What it does:
 1. starts its own cluster (bench/faults_cluster.py): a private PostgreSQL and Redis, two web
    nodes, --bid-workers bid workers, the default worker and beat, each breakable on its own;
-2. opens --auctions auctions and starts the load: --bidders REST bidders (threads) bidding as
-   fast as they are answered, each on a node of its own and switching node on a failure, and
-   retrying a request that got no answer or a 5xx with the same client_bid_id, as a careful
-   client does (the contract makes that create nothing twice); and --watchers sockets per
-   auction (spread over both nodes), which reconnect with backoff and resume from their last
-   seq, as gavel.js does;
+2. opens --auctions auctions and starts the load: --bidders bidders bidding as fast as they are
+   answered, --ws-bidders of them over WebSocket and the rest over REST (threads), each on a
+   node of its own and switching node on a failure, and sending a bid that got no answer (or a
+   5xx) again with the same client_bid_id, as a careful client and gavel.js do (the contract
+   makes that create nothing twice); and --watchers sockets per auction (spread over both
+   nodes), which reconnect with backoff and resume from their last seq, as gavel.js does;
 3. injects the faults one at a time, then mixed, and undoes each as a supervisor would (restarts
    what it killed); measures how long the fault lasted and the recovery time: from the undo
    until a probe bid sent after it is decided (beat-stop: until the auctions that fell due
@@ -238,7 +238,74 @@ class Watcher:
                 return
 
 
-def run_watchers(watchers: list[Watcher], stopped: threading.Event) -> threading.Thread:
+class WsBidder:
+    """A bidder over WebSocket, on one auction's room socket with its token: sends a bid, waits
+    for its `bid.queued` (the acknowledgement) or an `error` frame for it; when the socket drops
+    before either, reconnects (to the other node) and sends the same bid again, same
+    client_bid_id, as gavel.js resends its pending bids."""
+
+    def __init__(self, load: Load, k: int, auction_id: int) -> None:
+        self.load, self.k, self.auction_id = load, k, auction_id
+        self.name, self.token = load.users[k]
+        self.node = k % 2
+        self.n = 0
+        self.pending: dict | None = None
+        self.sent_at = 0.0
+        self.stop = False
+
+    def _next_bid(self) -> dict:
+        self.n += 1
+        amount = self.load.prices.get(self.auction_id, 1) + self.load.rng.randint(1, 20)
+        return {"type": "bid", "amount": amount, "client_bid_id": f"{self.name}-ws-{self.n}"}
+
+    async def run(self) -> None:
+        import websockets
+
+        while not self.stop and self.load.running:
+            port = self.load.cluster.web_ports[self.node]
+            try:
+                async with websockets.connect(
+                        f"ws://127.0.0.1:{port}/ws/auctions/{self.auction_id}/?token={self.token}",
+                        open_timeout=5, close_timeout=1) as ws:
+                    await self._bid_loop(ws)
+            except (TimeoutError, OSError, websockets.exceptions.WebSocketException):
+                pass
+            with self.load.lock:
+                self.load.answers["ws dropped"] += 1
+            self.node = 1 - self.node
+            await asyncio.sleep(0.2)
+        if self.pending is not None:
+            with self.load.lock:
+                self.load.gave_up.append(self.pending["client_bid_id"])
+
+    async def _bid_loop(self, ws) -> None:
+        while not self.stop and self.load.running:
+            if self.load.paused:
+                await asyncio.sleep(0.05)
+                continue
+            if self.pending is None:
+                self.pending, self.sent_at = self._next_bid(), time.time()
+            cid = self.pending["client_bid_id"]
+            await ws.send(json.dumps(self.pending))
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+                kind = frame.get("type")
+                if kind == "bid.queued" and frame["bid"].get("client_bid_id") == cid:
+                    with self.load.lock:
+                        self.load.acks.append(Ack(frame["bid"]["bid_id"], cid, self.auction_id, time.time(),
+                                                  self.sent_at))
+                        self.load.answers["ws queued"] += 1
+                    break
+                if kind == "error" and frame.get("client_bid_id") == cid:
+                    with self.load.lock:
+                        self.load.answers[f"ws error {frame.get('code')}"] += 1
+                    break
+                if kind == "event" and frame["event"]["type"] == "bid.accepted":
+                    self.load.prices[self.auction_id] = frame["event"]["data"]["min_next_bid"]
+            self.pending = None
+
+
+def run_watchers(watchers: list, stopped: threading.Event) -> threading.Thread:
     def main() -> None:
         async def go() -> None:
             tasks = [asyncio.create_task(w.run()) for w in watchers]
@@ -552,9 +619,13 @@ def run(a: argparse.Namespace) -> int:
             f"Redis :{cluster.redis.port}")
         admin, load, probe_auction = setup(cluster, a, rng)
         watchers = [Watcher(cluster, aid, k % 2) for aid in load.auctions for k in range(a.watchers)]
+        # The last --ws-bidders users bid over sockets (one auction each), the others over REST.
+        ws_bidders = [WsBidder(load, a.bidders - 1 - k, load.auctions[k % len(load.auctions)])
+                      for k in range(a.ws_bidders)]
         stop_watchers = threading.Event()
-        watch_thread = run_watchers(watchers, stop_watchers)
-        threads = [threading.Thread(target=load.bidder, args=(k,), daemon=True) for k in range(a.bidders)]
+        watch_thread = run_watchers(watchers + ws_bidders, stop_watchers)
+        threads = [threading.Thread(target=load.bidder, args=(k,), daemon=True)
+                   for k in range(a.bidders - a.ws_bidders)]
         for t in threads:
             t.start()
         faults = Faults(cluster, load, admin, a)
@@ -607,7 +678,7 @@ def report(a, started, rows, load: Load, check: dict, streams: dict, logs: dict[
         )
     audit = check["audit"]
     tracebacks = {name: text.count("Traceback (most recent call last)") for name, text in logs.items()}
-    http_5xx = {s: n for s, n in load.answers.items() if s >= 500}
+    http_5xx = {s: n for s, n in load.answers.items() if isinstance(s, int) and s >= 500}
     checks = {
         "nothing acknowledged lost": {"ok": check["missing"] == [] and check["undecided"] == [],
                                       "detail": f"{len(load.acks)} acknowledged; missing {check['missing'][:5]}, "
@@ -627,7 +698,8 @@ def report(a, started, rows, load: Load, check: dict, streams: dict, logs: dict[
             "|---|---|---|---|---|---|---|---|")
     table = "\n".join([head] + [f"| {r['fault']} | {r['lasted_s']} | {r['in_flight']} | {r['acknowledged']} | "
                                 f"{r['decided']} | {r['lost']} | {r['doubled']} | {r['recovery_s']} |" for r in rows])
-    summary = [("bids acknowledged / answers", f"{len(load.acks)} / {dict(sorted(load.answers.items()))}"),
+    answers = dict(sorted(load.answers.items(), key=lambda kv: str(kv[0])))
+    summary = [("bids acknowledged / answers (HTTP status, or ws ...)", f"{len(load.acks)} / {answers}"),
                ("requests given up after 90 s of retries", str(len(load.gave_up))),
                ("5xx answered during faults", str(http_5xx or "none")),
                ("tracebacks in process logs", str({k: v for k, v in tracebacks.items() if v} or "none"))]
@@ -651,6 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bidders", type=int, default=24)
     p.add_argument("--auctions", type=int, default=6)
     p.add_argument("--watchers", type=int, default=2, help="sockets per auction")
+    p.add_argument("--ws-bidders", type=int, default=6, help="of the bidders, how many bid over WebSocket")
     p.add_argument("--bid-workers", type=int, default=3)
     p.add_argument("--beat-stop-s", type=float, default=30.0)
     p.add_argument("--chaos-s", type=float, default=10.0)
@@ -664,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a test's timeout, Ctrl-C's sibling) unwinds through the cluster's cleanup.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     if a.quick:
-        a.bidders, a.auctions, a.watchers = min(a.bidders, 8), min(a.auctions, 3), 1
+        a.bidders, a.auctions, a.watchers, a.ws_bidders = min(a.bidders, 8), min(a.auctions, 3), 1, 2
         a.beat_stop_s, a.chaos_s, a.pause_s, a.settle_s, a.repeat_kills = 8.0, 4.0, 10.0, 2.0, 1
     return run(a)
 
