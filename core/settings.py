@@ -232,6 +232,11 @@ BID_SWEEP_AFTER_S = env_float("BID_SWEEP_AFTER_S", 2.0)
 DOORBELL_TTL_S = env_float("DOORBELL_TTL_S", 2.0)
 # Bid workers heartbeat every second; one silent for this long loses its auctions.
 BID_WORKER_TIMEOUT_S = env_float("BID_WORKER_TIMEOUT_S", 4.0)
+# A worker's PostgreSQL sessions (tasks/connections.py): a lock wait longer than this fails and
+# the task retries (well under BID_WORKER_TIMEOUT_S, so a waiting worker keeps heartbeating);
+# a transaction left idle this long (its worker stalled) is ended by PostgreSQL.
+WORKER_LOCK_TIMEOUT_MS = env_int("WORKER_LOCK_TIMEOUT_MS", 1000, minimum=1)
+WORKER_IDLE_IN_TRANSACTION_S = env_float("WORKER_IDLE_IN_TRANSACTION_S", 5.0)
 # Timers due within this horizon get an ETA task so they fire on time, not on the next tick.
 TIMER_ARM_AHEAD_S = env_float("TIMER_ARM_AHEAD_S", 2.5)
 METRICS_TOKEN = env_str("METRICS_TOKEN")
