@@ -227,7 +227,7 @@ def auction_cancel(request: HttpRequest, auction_id: int):
 
 @router.get(
     "/auctions/{int:auction_id}/events",
-    response={200: EventListOut, 400: ErrorOut, 404: ErrorOut},
+    response={200: EventListOut, 400: ErrorOut, 401: ErrorOut, 404: ErrorOut},
     auth=optional_auth,
     openapi_extra=_ANYONE,
 )
@@ -244,7 +244,7 @@ def auction_events(
 
 @router.get(
     "/auctions/{int:auction_id}/leaderboard",
-    response={200: LeaderboardOut, 404: ErrorOut},
+    response={200: LeaderboardOut, 401: ErrorOut, 404: ErrorOut},
     auth=optional_auth,
     openapi_extra=_ANYONE,
 )

@@ -179,7 +179,7 @@ def me(request: HttpRequest):
     }
 
 
-@router.get("/me/ledger", response={200: StatementOut, 401: ErrorOut}, auth=user_auth)
+@router.get("/me/ledger", response={200: StatementOut, 400: ErrorOut, 401: ErrorOut}, auth=user_auth)
 def my_ledger(request: HttpRequest, limit: int = Query(200, ge=1, le=1000)):
     """The caller's statement, newest first (at most `limit`): every transfer that touched their
     account, `amount` signed from their side and their balance right after it. Holds are not
