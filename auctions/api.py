@@ -294,17 +294,13 @@ def bid_create(request: HttpRequest, auction_id: int):
         raise NotFound("auction not found")
     body = _json_object(request)
     user = request.auth
-    client_bid_id = body.get("client_bid_id")
-    if isinstance(client_bid_id, str) and "\x00" in client_bid_id:
-        raise InvalidInput(
-            "client_bid_id must not contain NUL characters", code="invalid_field", details={"field": "client_bid_id"}
-        )
+    # client_bid_id (NUL, lone surrogates, length) is checked by the service, for WebSocket bids too.
     submitted = services.bid_submit(
         auction_id=auction_id,
         user=user,
         amount=body.get("amount"),
         max_amount=body.get("max_amount"),
-        client_bid_id=client_bid_id,
+        client_bid_id=body.get("client_bid_id"),
         channel="rest",
         rate_check=lambda: bid_rate_check(user.pk),
     )

@@ -247,15 +247,15 @@ def bid_check(*, auction_id: int, user: User, amount: Any, max_amount: Any, clie
     """The contract's checks on a bid, in its order, before anything is stored (raising the
     contract's error). Returns the auction as checked (id, seller and status only) and the
     bidder's earlier bid with this client_bid_id, if there is one: nothing new is stored then."""
-    well_formed = isinstance(client_bid_id, str) and 1 <= len(client_bid_id) <= 64 and "\x00" not in client_bid_id
+    well_formed = _client_bid_id_ok(client_bid_id)
     seen = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=client_bid_id if well_formed else None,
                        now=now)
     if seen is None:
         raise NotFound("auction not found")
     _validate_amounts(amount, max_amount)
-    if client_bid_id is not None and (not isinstance(client_bid_id, str) or not 1 <= len(client_bid_id) <= 64):
-        raise InvalidInput("client_bid_id must be a string of 1 to 64 characters", code="invalid_field",
-                           details={"field": "client_bid_id"})
+    if client_bid_id is not None and not well_formed:
+        raise InvalidInput("client_bid_id must be a string of 1 to 64 characters (no NUL, valid Unicode)",
+                           code="invalid_field", details={"field": "client_bid_id"})
     if seen.earlier_bid_id is not None:
         return seen.auction, _existing(auction_id, user, client_bid_id)
     if seen.auction.seller_id == user.pk:
@@ -264,6 +264,19 @@ def bid_check(*, auction_id: int, user: User, amount: Any, max_amount: Any, clie
     if rate_check is not None:
         rate_check()
     return seen.auction, None
+
+
+def _client_bid_id_ok(value: Any) -> bool:
+    """A client_bid_id the database can store and compare: 1..64 characters, no NUL (PostgreSQL
+    refuses it in text) and no lone surrogate (JSON's "\\ud800" decodes to one, and neither
+    database driver can encode it). REST and WebSocket bids both come through here."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 64 or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def refuse_closed(auction_id: int, now: datetime) -> None:

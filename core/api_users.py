@@ -28,15 +28,21 @@ MAX_ID = 2**63 - 1
 Coins = Annotated[int, Strict(), Field(ge=1, le=MAX_AMOUNT)]
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL refuses NUL in text; refuse it here as bad input rather than fail in the database.
+def _storable(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and JSON's "\ud800" decodes to a lone surrogate that no
+    # database driver (nor the password hasher) can encode: refuse both here as bad input rather
+    # than fail with a 500 further in.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
     return value
 
 
 # Every string a body carries into a query or a row.
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_storable)]
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="gavel"'}
 

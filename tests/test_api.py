@@ -624,3 +624,19 @@ def test_nul_characters_are_refused_as_bad_input(client, staff, alice, make_auct
     assert_error(
         post(client, "/api/wallet/grants", {"username": "a\x00", "amount": 1}, **bearer(staff)), 400, "invalid_field"
     )
+
+
+def test_lone_surrogates_are_refused_as_bad_input_not_a_500(client, staff, alice, make_auction):
+    """JSON's "\\ud800" decodes to a lone surrogate, which no database driver (nor the password
+    hasher) can encode: it is bad input (400), never a crash."""
+    assert_error(post(client, "/api/auth/register", {"username": "carol", "password": "long-enough-\ud800"}), 400,
+                 "invalid_field")
+    assert_error(post(client, "/api/auth/token", {"username": "alice", "password": "x\udfff"}), 400, "invalid_field")
+    body = new_auction_body(description="\ud800")
+    assert_error(post(client, "/api/auctions", body, **bearer(staff)), 400, "invalid_field")
+    assert_error(post(client, "/api/wallet/grants", {"username": "alice", "amount": 1, "memo": "\ud800"},
+                      **bearer(staff)), 400, "invalid_field")
+    auction = make_auction()
+    error = assert_error(bid(client, auction, alice, amount=10, client_bid_id="a\ud800"), 400, "invalid_field")
+    assert error["details"]["field"] == "client_bid_id"
+    assert not Bid.objects.exists()
