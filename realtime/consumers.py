@@ -14,12 +14,12 @@ exactly once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -43,6 +43,7 @@ ABUSE_LIMIT = 20
 ABUSE_WINDOW_S = 10.0
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
 CLOSE_NOT_FOUND = 4404
 
 class _Base(AsyncWebsocketConsumer):
@@ -63,6 +64,23 @@ class _Base(AsyncWebsocketConsumer):
     def _too_slow(self) -> None:
         """The client fell WS_BUFFER_MESSAGES frames behind; the Outbox sends the 1013 close."""
         self.closing = True
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch, with a last line of defence: an exception that escapes a handler
+        would end the consumer without `disconnect`, so the socket would stay in the hub's groups
+        for the life of the process, and the server would log it as an application crash. A bug
+        of ours is logged here instead (the client sees no traceback), the socket is closed with
+        1011 (internal error), and the disconnect that follows leaves the groups as usual."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            log.exception("socket %s failed on %s; closing it with 1011", self.scope.get("path"), message.get("type"))
+            if message.get("type") == "websocket.disconnect":
+                raise StopConsumer() from None
+            if not self.closing:
+                await self.close(code=CLOSE_INTERNAL)
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -139,17 +157,21 @@ class _Base(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
             return  # frames already in flight when we closed
-        raw = text_data if text_data is not None else (bytes_data or b"")
-        size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+        # The limit is on bytes; surrogatepass so that counting never raises, whatever the server hands us.
+        size = len(text_data.encode("utf-8", "surrogatepass")) if text_data is not None else len(bytes_data or b"")
         if size > frames.MAX_CLIENT_FRAME:
             await self.close(code=CLOSE_TOO_BIG)
             return
         if not self._take_token():
             await self._rate_limited("too many messages; slow down")
             return
+        if text_data is None:
+            # The protocol is JSON *text* frames; a binary frame is not one, whatever it holds.
+            await self._error("invalid_json", "frames must be JSON text, not binary")
+            return
         try:
-            frame = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            frame = frames.decode(text_data)
+        except frames.NotJson:
             await self._error("invalid_json", "frames must be JSON text")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
