@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import kombu.exceptions
-import redis.exceptions
-from django import db
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -22,7 +19,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from auctions.api import router as auctions_router
 from core.api_users import WWW_AUTHENTICATE
 from core.api_users import router as users_router
-from core.errors import ServiceError
+from core.errors import ServiceError, unavailable_errors
 from core.health import router as health_router
 
 log = logging.getLogger("gavel.api")
@@ -144,10 +141,6 @@ def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
 # A database or Redis that is down or restarting is not the request's fault, nor a bug: 503 with
 # Retry-After, so that clients retry (a bid's client_bid_id makes the retry create nothing twice).
 # Nothing was acknowledged: a bid is acknowledged only by the 202 after its intake committed.
-_UNAVAILABLE = (db.OperationalError, db.InterfaceError, redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)
-
-
 def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
     log.warning("%s %s: a backing service is unavailable: %s: %s", request.method, request.path,
                 type(exc).__name__, str(exc)[:200])
@@ -155,7 +148,7 @@ def _unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
                           headers={"Retry-After": "1"})
 
 
-for _kind in _UNAVAILABLE:
+for _kind in unavailable_errors():
     api.add_exception_handler(_kind, _unavailable)
 
 

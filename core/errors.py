@@ -62,3 +62,16 @@ class NotAuthenticated(ServiceError):
 class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"
+
+
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    """What a request meets when PostgreSQL or Redis is down or restarting: not the request's
+    fault and not a bug. Edges answer them 503 / an `unavailable` error frame, and the client
+    retries (a bid's client_bid_id makes the retry create nothing twice)."""
+    import kombu.exceptions
+    import redis.exceptions
+    from django import db
+
+    return (db.OperationalError, db.InterfaceError, redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)
+

@@ -25,7 +25,7 @@ from django.conf import settings
 
 from auctions import selectors, services
 from core import clock, ratelimit
-from core.errors import ServiceError
+from core.errors import ServiceError, unavailable_errors
 from core.timefmt import iso
 from realtime import frames, snapshots
 from realtime.hub import hub
@@ -34,6 +34,7 @@ from realtime.publish import LOBBY_GROUP, auction_group, user_group
 from realtime.wsnode import serves_prepared_runs
 
 log = logging.getLogger(__name__)
+UNAVAILABLE = unavailable_errors()
 
 # Per-socket flood control: a token bucket over all client frames.
 FRAMES_PER_SECOND = 20.0
@@ -364,6 +365,14 @@ class AuctionConsumer(_Base):
                 await self._rate_limited(exc.message, client_bid_id=echo)
             else:
                 await self._error(exc.code, exc.message, client_bid_id=echo)
+            return
+        except UNAVAILABLE as exc:
+            # PostgreSQL or Redis down or restarting: nothing was acknowledged; the socket stays
+            # open and the client sends the bid again (same client_bid_id: nothing twice).
+            log.warning("socket bid on auction %s: a backing service is unavailable: %s: %s",
+                        self.auction_id, type(exc).__name__, str(exc)[:200])
+            await self._error("unavailable", "the service is briefly unavailable; send the bid again",
+                              client_bid_id=echo)
             return
         else:
             bid, decided = result

@@ -3,6 +3,8 @@ bench/faults.py, restarts both under load); a bug still answers 500. Neither sho
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis.exceptions
 from django import db
@@ -34,3 +36,31 @@ def test_a_bug_is_still_a_500(client, monkeypatch):
 
     monkeypatch.setattr(selectors, "auction_list", boom)
     assert_error(client.get("/api/auctions"), 500, "internal_error")
+
+
+@pytest.mark.usefixtures("transactional_db")  # the socket's own threads read the database
+def test_a_socket_bid_meeting_an_outage_gets_an_unavailable_error_and_the_socket_stays(make_user, make_auction,
+                                                                                       monkeypatch):
+    from realtime import consumers
+    from tests.test_ws import connect, receive, run, token_for
+
+    alice = make_user("alice")
+    auction = make_auction()
+
+    def down(**kwargs):
+        raise db.OperationalError("connection failed: the database system is shutting down")
+
+    monkeypatch.setattr(consumers, "_submit", down)
+
+    async def scenario():
+        comm = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
+        assert (await receive(comm))["type"] == "snapshot"
+        await comm.send_json_to({"type": "bid", "amount": 25, "client_bid_id": "c1"})
+        error = await receive(comm)
+        assert (error["type"], error["code"], error["client_bid_id"]) == ("error", "unavailable", "c1")
+        assert "shutting down" not in json.dumps(error)
+        await comm.send_json_to({"type": "ping"})
+        assert (await receive(comm))["type"] == "pong"  # still open
+        await comm.disconnect()
+
+    run(scenario())
