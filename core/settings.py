@@ -202,6 +202,16 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 
+def _channels_prefix() -> str:
+    """Redis pub/sub ignores the database number: two deployments (or test runs) on one Redis
+    server but different databases would hear each other's groups. The prefix carries the
+    database, unless CHANNELS_PREFIX names one."""
+    from urllib.parse import urlsplit
+
+    db = (urlsplit(REDIS_URL).path or "/0").strip("/") or "0"
+    return env_str("CHANNELS_PREFIX") or f"gavel{db}"
+
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "realtime.layer.BoundedPubSubChannelLayer",
@@ -209,6 +219,7 @@ CHANNEL_LAYERS = {
         # before it counts as overflowed and its sockets refill from the event log.
         "CONFIG": {
             "hosts": [{"address": REDIS_URL}],
+            "prefix": _channels_prefix(),
             "capacity": env_int("WS_LAYER_BUFFER_MESSAGES", 10000, minimum=10),
         },
     }

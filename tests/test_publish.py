@@ -9,10 +9,15 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from auctions import services
+from realtime import publish
 from realtime.publish import LOBBY_GROUP, auction_group, user_group
 
 
 def _listen(groups: list[str], action, count: int) -> list[dict]:
+    # What the test's setup published (an auction's creation) is sent by the publisher's thread;
+    # wait for it to leave, or it may reach the subscription below and pass for the action's.
+    publish.flush()
+
     async def scenario() -> list[dict]:
         layer = get_channel_layer()
         channel = await layer.new_channel()

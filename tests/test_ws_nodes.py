@@ -94,7 +94,10 @@ def test_a_redis_outage_loses_no_event_on_either_node(transactional_db, make_use
                                                       "hosts": [{"address": layer_url}]}}}
     monkeypatch.setattr(publish, "_sender", None)
     ports = [procs.free_port(), procs.free_port()]
-    nodes = [procs.web_node(f"web{i}", port, REDIS_URL=layer_url, WS_AUDIT_S="1") for i, port in enumerate(ports)]
+    # Same pub/sub prefix as this process's publisher (it derives from the Redis URL otherwise).
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    nodes = [procs.web_node(f"web{i}", port, REDIS_URL=layer_url, WS_AUDIT_S="1", CHANNELS_PREFIX=prefix)
+             for i, port in enumerate(ports)]
     bidders = iter([alice, bob] * 3)
     amount = iter(range(10, 100, 10))
 
@@ -120,7 +123,7 @@ def test_a_redis_outage_loses_no_event_on_either_node(transactional_db, make_use
         for ws in socks:
             assert [f["event"]["seq"] for f in await _frames(ws, 2, timeout=20)] == [3, 4]
         # Both nodes subscribed again by themselves: the next event travels through Redis.
-        group = f"asgi__group__{publish.auction_group(auction.pk)}"
+        group = f"{prefix}__group__{publish.auction_group(auction.pk)}"
         client = redis_lib.Redis.from_url(layer_url)
         await sync_to_async(procs.wait_for)(lambda: dict(client.pubsub_numsub(group)).get(group.encode()) == 2,
                                             what="both nodes subscribed to the restarted Redis")
