@@ -53,8 +53,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +65,7 @@ if str(ROOT) not in sys.path:
 from bench import results  # noqa: E402
 from bench.django_side import make_bidders  # noqa: E402
 from bench.faults_cluster import Cluster, ClusterError, wait_until  # noqa: E402
+from bench.httpclient import exchange  # noqa: E402
 from deploy.launch import DIE_WITH_PARENT  # noqa: E402
 
 PYTHON = sys.executable
@@ -89,17 +88,8 @@ def iso(t: float) -> str:
 def http(method: str, url: str, body: dict | None = None, token: str | None = None,
          timeout: float = 10.0) -> tuple[int, dict]:
     """(status, JSON body); status 0 when no answer came (refused, reset, timed out)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
+        status, raw = exchange(method, url, body, token, timeout)
     except OSError:
         return 0, {}
     try:

@@ -72,8 +72,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from array import array
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +87,7 @@ from bench import plotdata  # noqa: E402
 from bench import results as results_mod  # noqa: E402
 from bench.django_side import make_bidders  # noqa: E402
 from bench.guard import run_child, run_guarded, stop_clients  # noqa: E402
+from bench.httpclient import exchange  # noqa: E402
 from bench.stack import DESIGNS, Stack, StackError, log  # noqa: E402
 from bench.ws_fanout import (  # noqa: E402
     MAX_RESPONSE_HEAD,
@@ -155,17 +154,8 @@ class Api:
 
     def call(self, method: str, path: str, body: dict | None = None, token: str | None = None,
              expect: tuple[int, ...] = (200, 201), timeout: float = 120.0) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
+            status, raw = exchange(method, self.base + path, body, token, timeout)
         except OSError as exc:
             raise ApiError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         if status not in expect:
