@@ -81,6 +81,12 @@ class Postgres:
         self.log = root / "pg.log"
         self.proc: subprocess.Popen | None = None
 
+    def _log_file(self):
+        """The log, opened once and kept: a restart must not depend on finding the file again."""
+        if getattr(self, "_log", None) is None:
+            self._log = open(self.log, "ab")  # noqa: SIM115 (kept open for the process's life)
+        return self._log
+
     @property
     def url(self) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/gavel"
@@ -100,7 +106,7 @@ class Postgres:
             raise ClusterError(f"createdb: {done.stderr[-800:]}")
 
     def start(self) -> None:
-        out = open(self.log, "ab")
+        out = self._log_file()
         self.proc = subprocess.Popen(
             [_pg_bin("postgres"), "-D", str(self.dir), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
              "-c", f"unix_socket_directories={self.dir}", "-c", "max_connections=200", "-c", "fsync=off"],
@@ -133,12 +139,18 @@ class Redis:
         self.log = root / "redis.log"
         self.proc: subprocess.Popen | None = None
 
+    def _log_file(self):
+        """The log, opened once and kept: a restart must not depend on finding the file again."""
+        if getattr(self, "_log", None) is None:
+            self._log = open(self.log, "ab")  # noqa: SIM115 (kept open for the process's life)
+        return self._log
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        out = open(self.log, "ab")
+        out = self._log_file()
         self.proc = subprocess.Popen([redis_executable(), "--port", str(self.port), "--bind", "127.0.0.1",
                                       "--save", "", "--appendonly", "no"], stdout=out, stderr=out,
                                      preexec_fn=DIE_WITH_PARENT)
@@ -160,8 +172,14 @@ class Proc:
         self.name, self.argv, self.env, self.log = name, argv, env, log
         self.proc: subprocess.Popen | None = None
 
+    def _log_file(self):
+        """The log, opened once and kept: a restart must not depend on finding the file again."""
+        if getattr(self, "_log", None) is None:
+            self._log = open(self.log, "ab")  # noqa: SIM115 (kept open for the process's life)
+        return self._log
+
     def start(self) -> None:
-        out = open(self.log, "ab")
+        out = self._log_file()
         out.write(f"\n===== {self.name} start {time.strftime('%H:%M:%S')} =====\n".encode())
         out.flush()
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
