@@ -1,11 +1,11 @@
 """The channel layer: channels-redis's pub/sub layer (one PUBLISH per group message, one Redis
 subscription per group and process) with a bounded buffer per consumer.
 
-channels-redis keeps an unbounded asyncio.Queue per consumer channel, so one socket whose client
-stops reading would grow the process's memory without limit. Here each queue holds at most
-`capacity` messages; past that the buffered messages are dropped and the consumer finds a single
-`layer.overflow` message, on which it closes the socket (1013, try again later). The client
-reconnects and resumes from the last seq it saw: the event log has everything.
+channels-redis keeps an unbounded asyncio.Queue per consumer channel, so a web process whose
+event loop falls behind would grow its memory without limit. Here each queue holds at most
+`capacity` messages; past that the buffered messages are dropped, and so is every message until
+the consumer (the process's hub, realtime.hub) has read the single `layer.overflow` message left
+in their place, on which its sockets refill from the event log, which has everything.
 """
 
 from __future__ import annotations
@@ -33,6 +33,14 @@ class _BoundedQueue(asyncio.Queue):
                 self.get_nowait()
             item = self.marker
         super().put_nowait(item)
+
+    def _get(self):
+        item = super()._get()
+        if item is self.marker:
+            # The consumer now refills from the event log, which holds everything dropped so
+            # far; what arrives from here on is delivered again (until the next overflow).
+            self.overflowed = False
+        return item
 
 
 class _BoundedLoopLayer(RedisPubSubLoopLayer):
