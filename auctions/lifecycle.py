@@ -15,7 +15,7 @@ from django.conf import settings
 
 from auctions import services
 from auctions.models import Auction, Bid
-from core import clock, metrics
+from core import clock, counters
 from tasks import assignment, doorbell
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def timers_tick(*, now: datetime | None = None) -> dict[str, int]:
     for auction_id, ends_at, version, armed_version in list(ending):
         if ends_at <= now - OVERDUE:
             log.warning("auction %s end is %.1fs overdue; ending it from the tick",
-                        auction_id, (now - ends_at).total_seconds())
+                        auction_id, (now - ends_at).total_seconds(), extra={"auction_id": auction_id})
             counts["ended"] += services.auction_end(auction_id=auction_id)
             continue
         if armed_version >= version:
@@ -85,7 +85,7 @@ def timers_fire(*, items: list[tuple[str, int, int, str]]) -> int:
         _wait_until(datetime.fromisoformat(at))
         if kind == "start":
             if services.auction_start(auction_id=auction_id):
-                metrics.timer_lateness_observe((clock.now() - datetime.fromisoformat(at)).total_seconds())
+                counters.timer_lateness((clock.now() - datetime.fromisoformat(at)).total_seconds())
                 fired += 1
         else:
             doorbell.send_end(auction_id, version)
@@ -110,8 +110,9 @@ def end_due(*, auction_id: int, end_version: int) -> bool:
     ended = services.auction_end(auction_id=auction_id)
     if ended:
         late = (clock.now() - ends_at).total_seconds()
-        metrics.timer_lateness_observe(late)
-        log.info("auction %s ended %.3fs after its end", auction_id, late)
+        counters.timer_lateness(late)
+        log.info("auction %s ended %.3fs after its end", auction_id, late,
+                 extra={"auction_id": auction_id, "late_s": round(late, 3)})
     return ended
 
 
@@ -128,7 +129,8 @@ def bids_sweep(*, now: datetime | None = None) -> int:
     for auction_id in auction_ids:
         doorbell.ring(auction_id, force=True)
     if auction_ids:
-        log.info("sweep rang %d auctions with stale bids", len(auction_ids))
+        log.info("sweep rang %d auctions with stale bids", len(auction_ids),
+                 extra={"auction_ids": auction_ids[:50]})
     return len(auction_ids)
 
 

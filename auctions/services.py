@@ -18,8 +18,8 @@ from django.db import IntegrityError, connection, transaction
 
 from auctions import intake, rules, selectors
 from auctions.models import Auction, AuctionEvent, Bid, Intake, Participant
-from core import clock, ledger
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core import clock, counters, ledger
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from core.models import Account, Hold, User
 from core.timefmt import iso
 from realtime import publish
@@ -40,6 +40,9 @@ class Outbox:
     user_frames: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     lobby: bool = False
     names: dict[int, str] | None = None  # usernames of everyone the auction shows, when known
+    # For the metrics and the log, also told only after commit: a rolled-back batch decided nothing.
+    decided: list[Bid] = field(default_factory=list)
+    finished: str | None = None  # sold | unsold | cancelled
 
     def emit(self, type_: str, data: dict[str, Any], *, at: datetime) -> AuctionEvent:
         self.auction.seq += 1
@@ -79,6 +82,29 @@ class Outbox:
                     publish.publish_lobby(selectors.auction_data(auction))
 
         transaction.on_commit(_publish)
+        decided, finished = list(self.decided), self.finished
+        if decided or finished:
+            transaction.on_commit(lambda: _report(auction_id, decided, finished))
+
+
+def _report(auction_id: int, decided: list[Bid], finished: str | None) -> None:
+    """After commit: count the decisions (core.counters) and log them with their ids."""
+    if decided:
+        counters.bids_decided(decided)
+        accepted = sum(1 for b in decided if b.status == Bid.Status.ACCEPTED)
+        log.info("auction %s: decided %d bid(s), positions %s-%s, %d accepted", auction_id, len(decided),
+                 decided[0].position, decided[-1].position, accepted,
+                 extra={"auction_id": auction_id, "bid_count": len(decided), "accepted": accepted,
+                        "first_bid_id": decided[0].pk, "last_bid_id": decided[-1].pk})
+        if log.isEnabledFor(logging.DEBUG):
+            for bid in decided:
+                log.debug("bid %s %s%s", bid.pk, bid.status, f" ({bid.reason})" if bid.reason else "",
+                          extra={"auction_id": auction_id, "bid_id": bid.pk, "position": bid.position,
+                                 "bidder_id": bid.bidder_id, "status": bid.status, "reason": bid.reason})
+    if finished:
+        counters.auction_finished(outcome=finished)
+        log.info("auction %s %s", auction_id, "cancelled" if finished == "cancelled" else f"ended ({finished})",
+                 extra={"auction_id": auction_id, "outcome": finished})
 
 
 # --- creating and scheduling ---------------------------------------------------------------
@@ -222,24 +248,38 @@ def bid_submit(
 
     `rate_check`, if given, is called after the other checks and raises RateLimited."""
     received_at = now or clock.now()
-    auction, earlier = bid_check(auction_id=auction_id, user=user, amount=amount, max_amount=max_amount,
-                                 client_bid_id=client_bid_id, now=received_at, rate_check=rate_check)
-    if earlier is not None:
-        return Submitted(earlier, created=False)
     try:
-        bid = intake.receive(auction_id=auction_id, bidder_id=user.pk, amount=amount, max_amount=max_amount,
-                             client_bid_id=client_bid_id, channel=channel, received_at=received_at)
-    except IntegrityError:
-        # The same client_bid_id raced in twice: the other one won; answer with it.
-        existing = _existing(auction_id, user, client_bid_id) if client_bid_id else None
-        if existing is None:
-            raise
-        return Submitted(existing, created=False)
-    if bid is None:
-        refuse_closed(auction_id, received_at)
+        auction, earlier = bid_check(auction_id=auction_id, user=user, amount=amount, max_amount=max_amount,
+                                     client_bid_id=client_bid_id, now=received_at, rate_check=rate_check)
+        if earlier is not None:
+            return Submitted(earlier, created=False)
+        try:
+            bid = intake.receive(auction_id=auction_id, bidder_id=user.pk, amount=amount, max_amount=max_amount,
+                                 client_bid_id=client_bid_id, channel=channel, received_at=received_at)
+        except IntegrityError:
+            # The same client_bid_id raced in twice: the other one won; answer with it.
+            existing = _existing(auction_id, user, client_bid_id) if client_bid_id else None
+            if existing is None:
+                raise
+            return Submitted(existing, created=False)
+        if bid is None:
+            refuse_closed(auction_id, received_at)
+    except ServiceError as exc:
+        counters.bid_refused(reason=exc.code)
+        log.debug("bid refused on auction %s: %s", auction_id, exc.code,
+                  extra={"auction_id": auction_id, "user_id": user.pk, "reason": exc.code, "channel": channel})
+        raise
     transaction.on_commit(lambda: doorbell.ring(auction_id))
+    transaction.on_commit(lambda: _received(bid, channel))
     bid.auction, bid.bidder = auction, user
     return Submitted(bid, created=True)
+
+
+def _received(bid: Bid, channel: str) -> None:
+    counters.bid_received(channel=channel)
+    log.debug("bid %s received on auction %s at position %s", bid.pk, bid.auction_id, bid.position,
+              extra={"auction_id": bid.auction_id, "bid_id": bid.pk, "position": bid.position,
+                     "user_id": bid.bidder_id, "channel": channel})
 
 
 def bid_check(*, auction_id: int, user: User, amount: Any, max_amount: Any, client_bid_id: Any, now: datetime,
@@ -478,6 +518,7 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now:
         outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
     if moved:
         funds.move_hold(book.state)
+    outbox.decided.extend(pending)
     _save_decisions(pending)
     book.save()
     return book
@@ -588,6 +629,7 @@ def _settle_locked(auction: Auction, book: _Book, outbox: Outbox, accounts: dict
         "reserve_met": outcome.reserve_met,
     }, at=now)
     outbox.lobby = True
+    outbox.finished = "sold" if outcome.winner_id is not None else "unsold"
     for user_id in book.state.standings:
         result = "won" if user_id == outcome.winner_id else "lost"
         outbox.to_user(user_id, {"type": "result", "auction_id": auction.pk, "outcome": result,
@@ -620,6 +662,8 @@ def auction_cancel(*, auction_id: int, now: datetime | None = None) -> Auction:
             bid.status, bid.reason, bid.decided_at = Bid.Status.REJECTED, rules.AUCTION_NOT_LIVE, now
             outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
         Bid.objects.bulk_update(pending, ["status", "reason", "decided_at"])
+        outbox.decided.extend(sorted(pending, key=lambda b: b.position))
+        outbox.finished = "cancelled"
         _release_all_holds(auction_id)
         auction.status = Auction.Status.CANCELLED
         auction.ended_at = now

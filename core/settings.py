@@ -251,6 +251,8 @@ WORKER_IDLE_IN_TRANSACTION_S = env_float("WORKER_IDLE_IN_TRANSACTION_S", 5.0)
 # Timers due within this horizon get an ETA task so they fire on time, not on the next tick.
 TIMER_ARM_AHEAD_S = env_float("TIMER_ARM_AHEAD_S", 2.5)
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# /metrics sums every balance (the ledger invariant) at most this often, for all nodes together.
+METRICS_LEDGER_CHECK_S = env_float("METRICS_LEDGER_CHECK_S", 30.0)
 
 LOGGING = {
     "version": 1,

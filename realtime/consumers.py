@@ -24,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from auctions import selectors, services
-from core import clock, ratelimit
+from core import clock, counters, ratelimit
 from core.errors import ServiceError, unavailable_errors
 from core.timefmt import iso
 from realtime import frames, snapshots
@@ -65,6 +65,11 @@ class _Base(AsyncWebsocketConsumer):
     def _too_slow(self) -> None:
         """The client fell WS_BUFFER_MESSAGES frames behind; the Outbox sends the 1013 close."""
         self.closing = True
+        log.info("closing a socket whose client stopped reading (1013)", extra=self.log_fields())
+
+    def log_fields(self) -> dict[str, Any]:
+        """Structured fields for this socket's log lines (core.logs): never its token."""
+        return {"user_id": self.user.pk if self.user is not None else None}
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch, with a last line of defence: an exception that escapes a handler
@@ -111,7 +116,8 @@ class _Base(AsyncWebsocketConsumer):
         try:
             await hub().join(self, self.groups_joined)
         except Exception:
-            log.warning("cannot subscribe a socket to %s; closing it with 1013", self.groups_joined, exc_info=True)
+            log.warning("cannot subscribe a socket to %s; closing it with 1013", self.groups_joined, exc_info=True,
+                        extra=self.log_fields())
             await self.accept()
             await self.close(code=CLOSE_TOO_SLOW)
             return False
@@ -269,6 +275,10 @@ class AuctionConsumer(_Base):
         if self.waiting is not None:
             self.waiting.append((seq, out))
             if len(self.waiting) > settings.WS_BUFFER_MESSAGES:
+                counters.buffered(counters.WS_FRAMES_DROPPED, len(self.waiting), where="socket")
+                counters.buffered(counters.WS_SLOW_CLOSES)
+                log.info("closing a socket of auction %s that fell %d events behind", self.auction_id,
+                         len(self.waiting), extra=self.log_fields())
                 self.waiting.clear()
                 self.closing = True
                 self.outbox.put({"type": "websocket.close", "code": CLOSE_TOO_SLOW})
@@ -307,6 +317,7 @@ class AuctionConsumer(_Base):
                 return
             refill = False
             before = self.last_seq
+            counters.buffered(counters.WS_REFILLS)
             events = await hub().events_since(self.auction_id, self.last_seq)
             if events is None:
                 await self._send_snapshot()
@@ -321,6 +332,9 @@ class AuctionConsumer(_Base):
     def handlers(self) -> dict[str, Any]:
         return {"ping": self.on_ping, "resume": self.on_resume, "bid": self.on_bid}
 
+    def log_fields(self) -> dict[str, Any]:
+        return {**super().log_fields(), "auction_id": self.auction_id}
+
     def wants_bid_results(self, frame: dict[str, Any]) -> bool:
         return frame.get("bid", {}).get("auction_id") == self.auction_id
 
@@ -333,6 +347,10 @@ class AuctionConsumer(_Base):
         if owner:
             self.waiting = []
         events = await hub().events_since(self.auction_id, after)
+        counters.buffered(counters.WS_RESUMES, answer="snapshot" if events is None else "events")
+        log.debug("resume of auction %s after seq %s: %s", self.auction_id, after,
+                  "a snapshot" if events is None else f"{len(events)} events",
+                  extra={**self.log_fields(), "after_seq": after})
         if events is None:
             await self._send_snapshot()
         else:

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import weakref
 from typing import Any
 
@@ -33,6 +34,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from core import counters
 from realtime import frames, snapshots
 from realtime.wsnode import prepare, prepare_run
 
@@ -42,11 +44,8 @@ log = logging.getLogger(__name__)
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _sockets_report(count: int) -> None:
-    from core.metrics import SOCKETS_KEY
-    from tasks.redis_client import client
-
-    client().set(f"{SOCKETS_KEY}:{_PROCESS}", count, ex=5)
+def _node_report(count: int) -> None:
+    counters.node_report(node=_PROCESS, open_sockets=count, now=time.time())
 
 
 def _audit_read(auction_ids: list[int]) -> dict[int, int]:
@@ -182,12 +181,12 @@ class Hub:
             self.snapshots.pop(int(group.split(".", 1)[1]), None)
 
     async def _report_sockets(self) -> None:
-        """The open-sockets gauge of /metrics: this process's count, kept fresh every second
-        under a key that expires if the process dies."""
+        """This process's part of /metrics, every second: its open sockets (stamped, so a dead
+        process stops counting) and the socket counters it kept in memory (core.counters)."""
         while True:
             await asyncio.sleep(1.0)
             try:
-                await sync_to_async(_sockets_report, thread_sensitive=False)(self.open_sockets)
+                await sync_to_async(_node_report, thread_sensitive=False)(self.open_sockets)
             except Exception:  # metrics never break sockets; Redis may be away for a moment
                 log.debug("socket count report failed", exc_info=True)
 
@@ -224,7 +223,7 @@ class Hub:
             behind = [m for m in tuple(members) if m.hub_behind(seq)]
             if behind:
                 log.warning("auction %s: %d socket(s) never got events up to seq %s; refilling from the log",
-                            auction_id, len(behind), seq)
+                            auction_id, len(behind), seq, extra={"auction_id": auction_id})
                 for member in behind:
                     member.hub_resync()
 

@@ -5,7 +5,8 @@ channels-redis keeps an unbounded asyncio.Queue per consumer channel, so a web p
 event loop falls behind would grow its memory without limit. Here each queue holds at most
 `capacity` messages; past that the buffered messages are dropped, and so is every message until
 the consumer (the process's hub, realtime.hub) has read the single `layer.overflow` message left
-in their place, on which its sockets refill from the event log, which has everything.
+in their place, on which its sockets refill from the event log, which has everything. Dropped
+messages are counted (`gavel_ws_frames_dropped_total{where="process"}`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, _wrap_close
+
+from core import counters
 
 OVERFLOW = {"type": "layer.overflow"}
 
@@ -26,8 +29,10 @@ class _BoundedQueue(asyncio.Queue):
 
     def put_nowait(self, item) -> None:
         if self.overflowed:
+            counters.buffered(counters.WS_FRAMES_DROPPED, where="process")
             return
         if self.qsize() >= self.capacity:
+            counters.buffered(counters.WS_FRAMES_DROPPED, self.qsize() + 1, where="process")
             self.overflowed = True
             while not self.empty():
                 self.get_nowait()

@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from core import counters
+
 log = logging.getLogger(__name__)
 
 CLOSE_TOO_SLOW = 1013  # try again later: the client reconnects and resumes from its last seq
@@ -69,6 +71,8 @@ class Outbox:
             self.closed = True
         if self._backlog is not None:
             if len(self._backlog) >= self._capacity and not self.closed:
+                counters.buffered(counters.WS_FRAMES_DROPPED, len(self._backlog) + 1, where="socket")
+                counters.buffered(counters.WS_SLOW_CLOSES)
                 self._backlog.clear()
                 self._backlog.append(TOO_SLOW)
                 self.closed = True

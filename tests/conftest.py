@@ -33,11 +33,14 @@ TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks
 
 @pytest.fixture(autouse=True)
 def _clean_gavel_keys():
-    """Gavel's own Redis keys (assignment, heartbeats, rate limits) start empty in every test.
+    """Gavel's own Redis keys (assignment, heartbeats, rate limits, metrics) start empty in every
+    test, and so do the socket counts a web process keeps in memory before reporting them.
     Celery's queues and bindings are left alone: a session-wide worker relies on them."""
+    from core import counters
     from tasks.redis_client import client
 
     def wipe() -> None:
+        counters.take_buffered()
         keys = list(client().scan_iter(match="gavel:*", count=1000))
         if keys:
             client().delete(*keys)
