@@ -13,10 +13,14 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
 
-from core import redact  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from core import logs, redact  # noqa: E402
 
 # uvicorn logs each socket's URL, `?token=` included: keep tokens and cookies out of its logs.
 redact.install()
+# LOG_FORMAT=json: uvicorn's own lines as JSON objects too.
+logs.install_server_format(settings.LOG_FORMAT)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

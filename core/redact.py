@@ -30,6 +30,17 @@ def _pattern() -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-])((?:{params})=)[^&;\s\"']+|(\bBearer\s+)[^\s\"',;]+", re.IGNORECASE)
 
 
+_compiled: re.Pattern[str] | None = None
+
+
+def compiled() -> re.Pattern[str]:
+    """The pattern, built once per process (core.logs formats every line with it)."""
+    global _compiled
+    if _compiled is None:
+        _compiled = _pattern()
+    return _compiled
+
+
 def redact(text: str, *, pattern: re.Pattern[str] | None = None) -> str:
     return (pattern or _pattern()).sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
 

@@ -39,13 +39,18 @@ def ring(auction_id: int, *, force: bool = False) -> None:
             if not _redis().set(_bell_key(auction_id), 1, nx=True, ex=max(1, round(settings.DOORBELL_TTL_S))):
                 return
         except Exception:
-            log.debug("doorbell mark for auction %s unavailable; ringing anyway", auction_id, exc_info=True)
+            log.debug("doorbell mark for auction %s unavailable; ringing anyway", auction_id, exc_info=True,
+                      extra={"auction_id": auction_id})
     try:
         _app().send_task(DECIDE_TASK, args=[auction_id], queue=auction_queue(auction_id))
     except Exception:
         # The bid is already durable; the sweep will ring again once the broker is back.
-        log.warning("could not ring auction %s; the sweep will retry", auction_id, exc_info=True)
+        log.warning("could not ring auction %s; the sweep will retry", auction_id, exc_info=True,
+                    extra={"auction_id": auction_id})
         _clear(auction_id)
+    else:
+        log.debug("rang auction %s%s", auction_id, " (forced)" if force else "",
+                  extra={"auction_id": auction_id, "forced": force})
 
 
 def answered(auction_id: int) -> None:
@@ -57,7 +62,8 @@ def _clear(auction_id: int) -> None:
     try:
         _redis().delete(_bell_key(auction_id))
     except Exception:  # the mark expires by itself
-        log.debug("could not clear the doorbell mark of auction %s", auction_id, exc_info=True)
+        log.debug("could not clear the doorbell mark of auction %s", auction_id, exc_info=True,
+                  extra={"auction_id": auction_id})
 
 
 def _redis():
@@ -82,7 +88,8 @@ def auction_opened(auction_id: int) -> None:
     try:
         worker = assignment.assign(auction_id)
     except Exception:
-        log.warning("could not assign auction %s now; the reconciler will", auction_id, exc_info=True)
+        log.warning("could not assign auction %s now; the reconciler will", auction_id, exc_info=True,
+                    extra={"auction_id": auction_id})
         return
     if worker:
         tell_worker(worker, auction_id)
@@ -94,4 +101,5 @@ def tell_worker(worker: str, auction_id: int) -> None:
     try:
         _app().control.add_consumer(auction_queue(auction_id), destination=[worker], reply=False)
     except Exception:
-        log.debug("add_consumer broadcast to %s failed; its sync will pick auction %s up", worker, auction_id)
+        log.debug("add_consumer broadcast to %s failed; its sync will pick auction %s up", worker, auction_id,
+                  extra={"auction_id": auction_id, "worker": worker})

@@ -34,7 +34,8 @@ class BidQueues(bootsteps.StartStopStep):
         _state["name"] = self.worker_name
         self.sync(c)
         self.tref = c.timer.call_repeatedly(SYNC_INTERVAL_S, self.sync, (c,), priority=10)
-        log.info("bid worker %s consuming %d auction queues", self.worker_name, len(self._current(c)))
+        log.info("bid worker %s consuming %d auction queues", self.worker_name, len(self._current(c)),
+                 extra={"worker": self.worker_name})
 
     def stop(self, c) -> None:
         if self.tref is not None:
@@ -57,7 +58,8 @@ class BidQueues(bootsteps.StartStopStep):
             assignment.heartbeat(self.worker_name)
             wanted = assignment.assigned_auctions(self.worker_name)
         except Exception:
-            log.warning("assignment sync failed; keeping current queues", exc_info=True)
+            log.warning("assignment sync failed; keeping current queues", exc_info=True,
+                        extra={"worker": self.worker_name})
             return
         current = self._current(c)
         for auction_id in sorted(wanted - current):
@@ -66,7 +68,9 @@ class BidQueues(bootsteps.StartStopStep):
             c.cancel_task_queue(auction_queue(auction_id))
         if wanted != current:
             log.info("bid worker %s: +%d -%d queues (now %d)", self.worker_name,
-                     len(wanted - current), len(current - wanted), len(wanted))
+                     len(wanted - current), len(current - wanted), len(wanted),
+                     extra={"worker": self.worker_name, "added": sorted(wanted - current)[:50],
+                            "dropped": sorted(current - wanted)[:50]})
 
 
 _state: dict[str, str | None] = {"name": None}
@@ -81,7 +85,7 @@ def _retire_on_shutdown(**_kwargs) -> None:
         try:
             assignment.retire(_state["name"])
         except Exception:
-            log.warning("could not retire %s", _state["name"], exc_info=True)
+            log.warning("could not retire %s", _state["name"], exc_info=True, extra={"worker": _state["name"]})
 
 
 def install(app) -> None:

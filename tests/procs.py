@@ -77,10 +77,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def bid_worker(name: str) -> Proc:
+def bid_worker(name: str, **env: str) -> Proc:
     return Proc(name, [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--bids", "--pool", "solo",
                        "--hostname", f"{name}@test", "--queues", "bidworkers", "--loglevel", "INFO",
-                       "--without-gossip", "--without-mingle", "--without-heartbeat"], _env())
+                       "--without-gossip", "--without-mingle", "--without-heartbeat"], {**_env(), **env})
 
 
 def default_worker() -> Proc:
