@@ -309,7 +309,7 @@ def test_health_is_200_once_a_worker_heartbeats_and_beat_ticks(client):
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "broker": "ok", "bid_workers": "ok", "scheduler": "ok"},
+        "checks": {"database": "ok", "broker": "ok", "channel_layer": "ok", "bid_workers": "ok", "scheduler": "ok"},
     }
 
 
