@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint clean bench bench-quick faults
+.PHONY: run test lint clean bench bench-quick faults flower
 
 run: $(VENV)/.installed
 	$(PY) deploy/launch.py run
@@ -31,6 +31,16 @@ bench-quick: $(VENV)/.installed
 # prints one row per fault (lost and doubled must be 0) and the invariant checks.
 faults: $(VENV)/.installed
 	$(PY) -m bench.faults $(FAULTS_ARGS)
+
+# Flower, Celery's dashboard (workers, queues, tasks), on the broker of a running `make run`
+# (var/redis.url) or REDIS_URL. Loopback only: it has no login and can stop workers; see
+# docs/operations.md before exposing it. Task events stay off (they cost the bid workers a Redis
+# write per task); FLOWER_ARGS=--enable_events turns them on while you look.
+FLOWER_PORT ?= 5555
+FLOWER_ARGS ?=
+
+flower: $(VENV)/.installed
+	$(PY) -m celery -A celery_app flower --address=127.0.0.1 --port=$(FLOWER_PORT) --enable_events=False $(FLOWER_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
