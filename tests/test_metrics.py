@@ -33,6 +33,15 @@ def value(samples, name: str, **labels: str) -> float:
     return matches[0]
 
 
+@pytest.fixture
+def committed(db, django_capture_on_commit_callbacks):
+    """`with committed(): ...` runs what the block's transactions left for after their commit,
+    as a commit would (the counts, the doorbells). The rows themselves stay in the test's
+    transaction, so the bid workers of a live stack that another test started never see them
+    and cannot decide or end anything in the test's place."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
 def refused(**submit) -> str:
     with pytest.raises(ServiceError) as caught:
         services.bid_submit(**submit)
@@ -40,17 +49,20 @@ def refused(**submit) -> str:
 
 
 def test_bids_received_decided_and_an_auction_ended_show_as_counts_and_latency_buckets(
-        client, transactional_db, make_user, make_auction):
+        client, committed, make_user, make_auction):
     alice, bob, carol, sam = (make_user(n) for n in ("alice", "bob", "carol", "sam"))
     auction = make_auction(starting_price=10, seller="sam")
     t0 = clock.now()
-    for user, amount in ((alice, 20), (alice, 5), (bob, 5000), (bob, 30)):
-        services.bid_submit(auction_id=auction.pk, user=user, amount=amount, now=t0)
-    assert refused(auction_id=auction.pk, user=sam, amount=50) == "seller_cannot_bid"
-    assert refused(auction_id=10**9, user=alice, amount=50) == "not_found"
-    # Decided 0.3 s after they were received: each lands in the 0.5 s bucket, none in 0.25 s.
-    assert services.bids_decide_pending(auction_id=auction.pk, now=t0 + timedelta(seconds=0.3)) == 4
-    services.bid_submit(auction_id=auction.pk, user=carol, amount=50, channel="ws", now=t0)
+    with committed():
+        for user, amount in ((alice, 20), (alice, 5), (bob, 5000), (bob, 30)):
+            services.bid_submit(auction_id=auction.pk, user=user, amount=amount, now=t0)
+        assert refused(auction_id=auction.pk, user=sam, amount=50) == "seller_cannot_bid"
+        assert refused(auction_id=10**9, user=alice, amount=50) == "not_found"
+    with committed():
+        # Decided 0.3 s after they were received: each lands in the 0.5 s bucket, none in 0.25 s.
+        assert services.bids_decide_pending(auction_id=auction.pk, now=t0 + timedelta(seconds=0.3)) == 4
+    with committed():
+        services.bid_submit(auction_id=auction.pk, user=carol, amount=50, channel="ws", now=t0)
 
     m = scrape(client)
     assert value(m, "gavel_bids_received_total", channel="rest") == 4
@@ -72,7 +84,8 @@ def test_bids_received_decided_and_an_auction_ended_show_as_counts_and_latency_b
     assert value(m, "gavel_auctions_finished_total", outcome="sold") == 0
 
     # The end decides Carol's bid first (a minute after its receipt: past every bound) and sells.
-    assert services.auction_end(auction_id=auction.pk, now=auction.ends_at + timedelta(seconds=1))
+    with committed():
+        assert services.auction_end(auction_id=auction.pk, now=auction.ends_at + timedelta(seconds=1))
     m = scrape(client)
     assert value(m, "gavel_bids_decided_total", outcome="accepted", reason="") == 3
     assert value(m, "gavel_bid_decision_latency_seconds_bucket", le="10.0") == 4
@@ -85,42 +98,46 @@ def test_bids_received_decided_and_an_auction_ended_show_as_counts_and_latency_b
 
 
 def test_a_cancel_counts_its_pending_bids_as_rejected_and_the_auction_as_cancelled(
-        client, transactional_db, make_user, make_auction):
+        client, committed, make_user, make_auction):
     alice = make_user("alice")
     auction = make_auction()
-    services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
-    services.auction_cancel(auction_id=auction.pk)
+    with committed():
+        services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
+        services.auction_cancel(auction_id=auction.pk)
     m = scrape(client)
     assert value(m, "gavel_bids_decided_total", outcome="rejected", reason="auction_not_live") == 1
     assert value(m, "gavel_auctions_finished_total", outcome="cancelled") == 1
     assert value(m, "gavel_auctions_finished_total", outcome="unsold") == 0
 
 
-def test_nothing_is_counted_for_a_decision_that_rolled_back(client, transactional_db, make_user, make_auction,
+def test_nothing_is_counted_for_a_decision_that_rolled_back(client, committed, make_user, make_auction,
                                                             monkeypatch):
     alice = make_user("alice")
     auction = make_auction()
-    services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
+    with committed():
+        services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
 
     def crash(bids):
         raise RuntimeError("the database went away mid-batch")
 
-    monkeypatch.setattr(services, "_save_decisions", crash)
-    with pytest.raises(RuntimeError):
-        services.bids_decide_pending(auction_id=auction.pk)
-    monkeypatch.undo()
+    with committed(), monkeypatch.context() as patched:
+        patched.setattr(services, "_save_decisions", crash)
+        with pytest.raises(RuntimeError):
+            services.bids_decide_pending(auction_id=auction.pk)
     m = scrape(client)
     assert value(m, "gavel_bids_decided_total", outcome="accepted", reason="") == 0
     assert value(m, "gavel_bid_decision_latency_seconds_count") == 0
     assert value(m, "gavel_bids_queued") == 1
-    services.bids_decide_pending(auction_id=auction.pk)
+    with committed():
+        services.bids_decide_pending(auction_id=auction.pk)
     assert value(scrape(client), "gavel_bids_decided_total", outcome="accepted", reason="") == 1
 
 
-def test_a_late_end_lands_in_the_timer_lateness_histogram(client, transactional_db, make_auction):
+def test_a_late_end_lands_in_the_timer_lateness_histogram(client, committed, make_auction):
     auction = make_auction(lasts=1.3)  # it started a second ago: its end is 0.3 s away
     time.sleep(max((auction.ends_at - clock.now()).total_seconds(), 0) + 0.3)
-    assert lifecycle.end_due(auction_id=auction.pk, end_version=auction.end_version)
+    with committed():
+        assert lifecycle.end_due(auction_id=auction.pk, end_version=auction.end_version)
     m = scrape(client)
     assert value(m, "gavel_timer_lateness_seconds_bucket", le="0.25") == 0
     assert value(m, "gavel_timer_lateness_seconds_bucket", le="1.0") == 1
