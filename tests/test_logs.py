@@ -112,7 +112,9 @@ def test_log_format_json_makes_a_process_write_one_json_object_per_line(transact
     code = (f"from auctions import services; from core.models import User; from tasks import doorbell; "
             f"doorbell.ring = lambda *args, **kwargs: None; "
             f"bid = services.bid_submit(auction_id={auction.pk}, user=User.objects.get(pk={alice.pk}), amount=20).bid; "
-            f"services.bids_decide_pending(auction_id={auction.pk}); print('bid', bid.pk)")
+            f"services.bids_decide_pending(auction_id={auction.pk}); "
+            # Let the publishing thread finish before the interpreter exits under it.
+            f"from realtime import publish; publish.flush(); print('bid', bid.pk)")
     done = _shell(code, LOG_FORMAT="json", LOG_LEVEL="DEBUG")
     assert done.returncode == 0, done.stderr[-3000:]
     bid_id = int(done.stdout.split("bid ")[-1])
