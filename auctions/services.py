@@ -269,8 +269,9 @@ def bid_submit(
         log.debug("bid refused on auction %s: %s", auction_id, exc.code,
                   extra={"auction_id": auction_id, "user_id": user.pk, "reason": exc.code, "channel": channel})
         raise
-    transaction.on_commit(lambda: doorbell.ring(auction_id))
+    # Counted before the ring, so the ring and the caller's answer stay as close as they were.
     transaction.on_commit(lambda: _received(bid, channel))
+    transaction.on_commit(lambda: doorbell.ring(auction_id))
     bid.auction, bid.bidder = auction, user
     return Submitted(bid, created=True)
 
