@@ -177,17 +177,17 @@ class DecidedBid(Protocol):
 def bids_decided(bids: Iterable[DecidedBid]) -> None:
     """One decided batch: its outcomes and each bid's receipt-to-decision latency, one round trip.
     Call it after the batch committed (the decision is final then, and made exactly once)."""
-    outcomes: dict[str, int] = {}
+    outcomes: dict[tuple[str, str], int] = {}
     latencies: list[float] = []
     for bid in bids:
-        field = BIDS_DECIDED.field({"outcome": bid.status, "reason": bid.reason or ""})
-        outcomes[field] = outcomes.get(field, 0) + 1
+        key = (bid.status, bid.reason or "")
+        outcomes[key] = outcomes.get(key, 0) + 1
         if bid.decided_at is not None:
             latencies.append((bid.decided_at - bid.received_at).total_seconds())
 
     def build(pipe) -> None:
-        for field, n in outcomes.items():
-            pipe.hincrby(BIDS_DECIDED.key, field, n)
+        for (outcome, reason), n in outcomes.items():
+            pipe.hincrby(BIDS_DECIDED.key, BIDS_DECIDED.field({"outcome": outcome, "reason": reason}), n)
         DECISION_LATENCY.add(pipe, latencies)
 
     if outcomes:
