@@ -289,3 +289,28 @@ def test_metrics_off_loopback_need_the_token(client, settings, db):
 def test_metrics_without_a_configured_token_are_loopback_only(client, settings, db):
     settings.METRICS_TOKEN = None
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.7", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+@pytest.mark.slow
+def test_decisions_made_in_a_bid_worker_process_show_in_a_web_scrape(stack, client, make_user, make_auction):
+    """Across processes, as deployed: the bid worker records, the web node's scrape reads."""
+    from auctions.models import Bid
+    from tests.procs import wait_for
+
+    alice, bob = make_user("alice"), make_user("bob")
+    auction = make_auction(min_increment=5)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
+    services.bid_submit(auction_id=auction.pk, user=bob, amount=21)  # below 20 + 5
+    wait_for(lambda: not Bid.objects.filter(auction=auction, status=Bid.Status.QUEUED).exists(), what="decisions")
+
+    def decided() -> tuple[float, float]:
+        m = scrape(client)
+        return (value(m, "gavel_bids_decided_total", outcome="accepted", reason=""),
+                value(m, "gavel_bids_decided_total", outcome="rejected", reason="below_minimum"))
+
+    wait_for(lambda: decided() == (1, 1), timeout=5, what="the worker's counts")
+    m = scrape(client)
+    assert value(m, "gavel_bid_decision_latency_seconds_count") == 2
+    assert value(m, "gavel_bid_decision_latency_seconds_bucket", le="5.0") == 2  # a live stack decides in ms to ~1 s
+    assert value(m, "gavel_bids_received_total", channel="rest") == 2
+    assert value(m, "gavel_bid_workers_live") >= 1
