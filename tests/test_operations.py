@@ -1,15 +1,14 @@
 """Operating bid workers (tasks.operations) and its admin page (/admin/bid-workers/): the services
 directly, then the page through Django's test client as staff, as staff without the permission to
 change auctions, and as a user who is not staff. Gavel's keys live in a Redis of the test's own
-(`own_redis`); doorbells go to the session's broker, where the tests look for them."""
+(`own_redis`); the doorbells rung are recorded rather than sent (`sent`): a doorbell reaching a
+real worker is tests/test_bid_pipeline.py's business."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-import redis as redis_lib
-from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.test import Client
@@ -26,21 +25,26 @@ PAGE = "/admin/bid-workers/"
 
 
 @pytest.fixture
-def broker():
-    """The session's Redis as Celery's broker sees it; the auction queues a test rang are
-    emptied afterwards so that no doorbell outlives it."""
-    client = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL)
-    rung: list[int] = []
-    yield client, rung
-    for auction_id in rung:
-        client.delete(auction_queue(auction_id))
-    client.close()
+def sent(monkeypatch) -> list[tuple[str, str]]:
+    """(task, queue) of every message tasks.doorbell hands to Celery during the test."""
+    messages: list[tuple[str, str]] = []
+
+    class Control:
+        def add_consumer(self, queue, **_kwargs):
+            messages.append(("add_consumer", queue))
+
+    class App:
+        control = Control()
+
+        def send_task(self, name, args=None, queue=None, **_kwargs):
+            messages.append((name, queue))
+
+    monkeypatch.setattr(doorbell, "_app", App)
+    return messages
 
 
-def _doorbells(broker, auction_id: int) -> int:
-    client, rung = broker
-    rung.append(auction_id)
-    return client.llen(auction_queue(auction_id))
+def _doorbells(sent: list[tuple[str, str]], auction_id: int) -> int:
+    return sent.count((doorbell.DECIDE_TASK, auction_queue(auction_id)))
 
 
 @pytest.fixture
@@ -94,7 +98,7 @@ def test_the_overview_shows_each_worker_live_or_not_its_auctions_and_their_pendi
     assert overview.live_names == ["bids1@a", "bids2@a"]
 
 
-def test_moving_an_auction_gives_it_to_that_worker_and_pins_it_there(lots):
+def test_moving_an_auction_gives_it_to_that_worker_and_pins_it_there(lots, sent):
     a, b, *_ = lots
 
     moved = operations.auction_move(auction_id=a.pk, worker="bids2@a")
@@ -106,6 +110,7 @@ def test_moving_an_auction_gives_it_to_that_worker_and_pins_it_there(lots):
     assert assignment.assigned_auctions("bids2@a") == {a.pk, b.pk}
     assert assignment.assigned_auctions("bids1@a") == set()
     assert assignment.pinned() == {a.pk: "bids2@a", b.pk: "bids2@a"}
+    assert ("add_consumer", auction_queue(a.pk)) in sent  # told at once, not only at its next sync
     # Two on bids2, none on bids1: rebalancing would move one, but both are pinned.
     assert assignment.reconcile([a.pk, b.pk])["rebalance"] == 0
     assert assignment.assigned_auctions("bids2@a") == {a.pk, b.pk}
@@ -132,24 +137,24 @@ def test_a_final_or_missing_auction_cannot_be_moved_or_rung(lots):
             call(10**9)
 
 
-def test_ringing_forces_a_doorbell_even_when_one_is_already_on_its_way(lots, broker):
+def test_ringing_forces_a_doorbell_even_when_one_is_already_on_its_way(lots, sent):
     a, *_ = lots
     doorbell.ring(a.pk)  # an ordinary ring: marks the auction as rung
     doorbell.ring(a.pk)  # so this one sends nothing
-    assert _doorbells(broker, a.pk) == 1
+    assert _doorbells(sent, a.pk) == 1
 
     rung = operations.auction_ring(auction_id=a.pk)
 
-    assert _doorbells(broker, a.pk) == 2
+    assert _doorbells(sent, a.pk) == 2
     assert (rung.pending, rung.consumer) == (3, "bids1@a")
 
 
-def test_ringing_an_auction_no_live_worker_consumes_says_so(lots, broker):
+def test_ringing_an_auction_no_live_worker_consumes_says_so(lots, sent):
     *_, c, d = lots
 
     assert operations.auction_ring(auction_id=c.pk).consumer is None
     assert operations.auction_ring(auction_id=d.pk).consumer is None
-    assert _doorbells(broker, c.pk) == 1 and _doorbells(broker, d.pk) == 1
+    assert _doorbells(sent, c.pk) == 1 and _doorbells(sent, d.pk) == 1
 
 
 # --- the admin page -------------------------------------------------------------------------------
@@ -178,7 +183,7 @@ def test_staff_see_each_worker_its_heartbeat_auctions_and_pending_bids(admin_cli
     assert '<option value="bids2@a">' in text and '<option value="bids3@b">' not in text  # live targets only
 
 
-def test_staff_move_an_auction_from_the_page(admin_client, lots):
+def test_staff_move_an_auction_from_the_page(admin_client, lots, sent):
     a, *_ = lots
 
     response = admin_client.post(PAGE, {"op": "move", "auction": a.pk, "worker": "bids2@a"}, follow=True)
@@ -188,13 +193,13 @@ def test_staff_move_an_auction_from_the_page(admin_client, lots):
     assert any("moved from bids1@a to bids2@a" in m for m in _messages(response))
 
 
-def test_staff_ring_an_auction_from_the_page(admin_client, lots, broker):
+def test_staff_ring_an_auction_from_the_page(admin_client, lots, sent):
     a, *_ = lots
 
     response = admin_client.post(PAGE, {"op": "ring", "auction": a.pk}, follow=True)
 
     assert response.status_code == 200
-    assert _doorbells(broker, a.pk) == 1
+    assert _doorbells(sent, a.pk) == 1
     assert any("bids1@a decides its 3 pending bids now" in m for m in _messages(response))
 
 
