@@ -70,7 +70,19 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.1):
     raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-class Postgres:
+class _Logged:
+    """A part of the cluster with a log file at `self.log`."""
+
+    log: Path
+
+    def _log_file(self):
+        """The log, opened once and kept: a restart must not depend on finding the file again."""
+        if getattr(self, "_log", None) is None:
+            self._log = open(self.log, "ab")  # noqa: SIM115 (kept open for the process's life)
+        return self._log
+
+
+class Postgres(_Logged):
     """A throwaway PostgreSQL cluster, its postmaster a child of the suite (so it dies with it).
     `restart()` is a fault: a fast shutdown (open transactions rolled back, clients cut off)
     and a start on the same port and data."""
@@ -80,12 +92,6 @@ class Postgres:
         self.port = free_port()
         self.log = root / "pg.log"
         self.proc: subprocess.Popen | None = None
-
-    def _log_file(self):
-        """The log, opened once and kept: a restart must not depend on finding the file again."""
-        if getattr(self, "_log", None) is None:
-            self._log = open(self.log, "ab")  # noqa: SIM115 (kept open for the process's life)
-        return self._log
 
     @property
     def url(self) -> str:
@@ -133,17 +139,11 @@ class Postgres:
                 self.proc.wait(10)
 
 
-class Redis:
+class Redis(_Logged):
     def __init__(self, root: Path) -> None:
         self.port = free_port()
         self.log = root / "redis.log"
         self.proc: subprocess.Popen | None = None
-
-    def _log_file(self):
-        """The log, opened once and kept: a restart must not depend on finding the file again."""
-        if getattr(self, "_log", None) is None:
-            self._log = open(self.log, "ab")  # noqa: SIM115 (kept open for the process's life)
-        return self._log
 
     @property
     def url(self) -> str:
@@ -167,16 +167,10 @@ class Redis:
         self.start()
 
 
-class Proc:
+class Proc(_Logged):
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.name, self.argv, self.env, self.log = name, argv, env, log
         self.proc: subprocess.Popen | None = None
-
-    def _log_file(self):
-        """The log, opened once and kept: a restart must not depend on finding the file again."""
-        if getattr(self, "_log", None) is None:
-            self._log = open(self.log, "ab")  # noqa: SIM115 (kept open for the process's life)
-        return self._log
 
     def start(self) -> None:
         out = self._log_file()
