@@ -526,12 +526,37 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now:
 
 
 def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
-    """UPDATE each of `rows` ((values of `fields`..., pk)) in one batch of statements. Django's
-    bulk_update builds a CASE per field and row: in the hot-auction profile that was more than
-    half of the bid worker's time, more than deciding."""
-    columns = ", ".join(f"{model._meta.get_field(f).column} = %s" for f in fields)
+    """UPDATE each of `rows` ((values of `fields`..., pk)) in one statement, joined to a VALUES
+    list. Django's bulk_update builds a CASE per field and row: in the hot-auction profile that
+    was more than half of the bid worker's time, more than deciding.
+
+    One statement, not `executemany`: psycopg runs executemany in pipeline mode, and a worker
+    stopped mid-pipeline (SIGSTOP, a paused VM) leaves its PostgreSQL session waiting for the
+    rest of the pipeline, which PostgreSQL counts as "active", not "idle in transaction", so
+    WORKER_IDLE_IN_TRANSACTION_S never ends it and the auction's row lock and the bidders'
+    account locks stay held until the worker resumes (tasks/connections.py; the fault suite's
+    pause-bid-worker hung on it)."""
+    if not rows:
+        return
+    meta, quote = model._meta, connection.ops.quote_name
+    targets = [meta.get_field(f) for f in fields] + [meta.pk]
+    columns = [quote(f.column) for f in targets]
+    # PostgreSQL types a VALUES list's literals as text: cast each to its column's type. SQLite
+    # would read those type names as numeric affinity and mangle datetimes; it needs no cast.
+    if connection.vendor == "postgresql":
+        values = [f"CAST(v.{c} AS {f.rel_db_type(connection) if f.primary_key else f.db_type(connection)})"
+                  for c, f in zip(columns, targets, strict=True)]
+    else:
+        values = [f"v.{c}" for c in columns]
+    table, pk = quote(meta.db_table), columns[-1]
+    assignments = ", ".join(f"{c} = {v}" for c, v in zip(columns[:-1], values[:-1], strict=True))
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
     with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {model._meta.db_table} SET {columns} WHERE {model._meta.pk.column} = %s", rows)
+        cursor.execute(
+            f"WITH v({', '.join(columns)}) AS (VALUES {placeholders}) "
+            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = {values[-1]}",
+            [value for row in rows for value in row],
+        )
 
 
 def _save_decisions(bids: list[Bid]) -> None:

@@ -206,3 +206,33 @@ def test_nonsense_auctions_are_refused(make_user):
         with pytest.raises(InvalidInput):
             services.auction_create(**args)
     assert not Auction.objects.exists()
+
+
+def test_deciding_a_batch_never_leaves_a_session_inside_a_pipeline(make_user, make_auction, monkeypatch):
+    """A bid worker stopped mid-batch must leave its PostgreSQL session idle in a transaction,
+    which WORKER_IDLE_IN_TRANSACTION_S ends, freeing the auction's and the bidders' locks. A
+    session stopped inside a psycopg pipeline (what executemany uses) counts as active, so
+    nothing ends it: the fault suite's pause-bid-worker hung for as long as the worker was
+    stopped (auctions/services._update_rows)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("psycopg pipelines exist on PostgreSQL only (CI runs this on PostgreSQL)")
+    import psycopg
+
+    pipelines = []
+    real = psycopg.Pipeline.__enter__
+    monkeypatch.setattr(psycopg.Pipeline, "__enter__", lambda self: pipelines.append(1) or real(self))
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    auction = make_auction(min_increment=1)
+    for k, user in enumerate([alice, bob, carol, alice, bob, carol]):  # standings updated, not only created
+        services.bid_submit(auction_id=auction.pk, user=user, amount=10 + k)
+    services.bid_submit(auction_id=auction.pk, user=bob, amount=11)  # refused: too low
+    assert services.bids_decide_pending(auction_id=auction.pk) == 7
+    assert pipelines == []
+    statuses = list(Bid.objects.filter(auction=auction).order_by("position").values_list("status", "reason"))
+    assert statuses == [("accepted", None)] * 6 + [("rejected", "below_minimum")]
+    auction.refresh_from_db()
+    assert (auction.current_price, auction.leader, auction.bid_count) == (15, carol, 6)
+    invariants.assert_decided_once(auction)
+    invariants.assert_holds_match_leader(auction)
