@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError
 from django.db import OperationalError
 from django.test import TransactionTestCase
 
@@ -18,12 +19,14 @@ _flush = TransactionTestCase._fixture_teardown
 def _flush_retrying_deadlocks(self):
     """Live tests flush the database while real workers and beat keep running; on PostgreSQL the
     flush's TRUNCATE can deadlock with a worker's transaction, and PostgreSQL aborts one of them.
-    The worker retries its task; the flush retries here."""
+    The worker retries its task; the flush retries here. Django's flush command wraps the
+    database's error in a CommandError ("couldn't be flushed"), so that is what arrives."""
     for attempt in range(5):
         try:
             return _flush(self)
-        except OperationalError:
-            if attempt == 4:
+        except (OperationalError, CommandError) as exc:
+            aborted = exc if isinstance(exc, OperationalError) else exc.__cause__
+            if attempt == 4 or not isinstance(aborted, OperationalError):
                 raise
             time.sleep(0.2)
 
