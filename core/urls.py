@@ -5,8 +5,11 @@ from auctions import pages as auction_pages
 from core import pages as account_pages
 from core.api import api
 from core.metrics import metrics_view
+from tasks.admin import bid_workers_view
 
 urlpatterns = [
+    # Bid workers have no model; their page is the admin's all the same (staff only, CSRF).
+    path("admin/bid-workers/", admin.site.admin_view(bid_workers_view), name="admin_bid_workers"),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("metrics", metrics_view, name="metrics"),

@@ -2,6 +2,8 @@
 """Gavel's process supervisor for a laptop or CI: `make run` and `make test` call it.
 
     python deploy/launch.py run              migrate, seed, then web + bid workers + worker + beat
+                                             (WEB_NODES=2 BID_WORKERS=3: `make cluster`)
+    python deploy/launch.py bid-worker NAME  one more bid worker beside a running `run`
     python deploy/launch.py exec -- CMD ...  run CMD beside a private Redis (used by `make test`)
 
 Standard library only, and no Django in this process: settings refuse to load without a Redis,
@@ -180,9 +182,10 @@ class Child:
     """One supervised process, in its own process group so that it (and anything it forks) is
     signalled as a unit, and its output relayed line by line with a `name | ` prefix."""
 
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], kind: str | None = None) -> None:
         self.name = name
         self.argv = argv
+        self.kind = kind or name  # children of one kind stand in for each other (web nodes, bid workers)
         self.proc: subprocess.Popen | None = None
         self.reader: threading.Thread | None = None
 
@@ -259,21 +262,37 @@ WEB_NODE = ["-m", "uvicorn", "core.asgi:application", "--ws", "realtime.wsnode:P
             "--ws-per-message-deflate", "false"]
 
 
-def process_table(host: str, port: str, bid_workers: int, state: Path, web_workers: int = 1) -> list[Child]:
-    celery = [PYTHON, "-m", "celery", "-A", "celery_app"]
-    quiet = ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
-    # One web process per core: a process's event loop is one core, and each process fans out to
-    # its own sockets (realtime/hub.py), so they share nothing but Redis and the database.
-    web = [PYTHON, *WEB_NODE, "--host", host, "--port", port]
-    if web_workers > 1:
-        web += ["--workers", str(web_workers)]
-    children = [Child("web", web)]
+CELERY = [PYTHON, "-m", "celery", "-A", "celery_app"]
+QUIET = ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+
+
+def bid_worker_argv(name: str) -> list[str]:
+    """A bid worker (`celery worker --bids`, tasks/worker.py): one process, solo pool, consuming
+    the auction queues assigned to `name`@host."""
+    return CELERY + ["worker", "--bids", "--pool", "solo", "--hostname", f"{name}@%h", "--queues", "bidworkers"] + QUIET
+
+
+def web_ports(port: int, web_nodes: int) -> list[int]:
+    """Web node k (1-based) listens on PORT + k - 1."""
+    return [port + k for k in range(web_nodes)]
+
+
+def process_table(host: str, ports: list[int], bid_workers: int, state: Path, web_workers: int = 1) -> list[Child]:
+    """What `run` starts: a web node per port (named `web`, or `web1`, `web2`... when there are
+    several), bid workers `bids1`..`bidsN`, the default worker and beat."""
+    children = []
+    for k, port in enumerate(ports, start=1):
+        # One web process per core: a process's event loop is one core, and each process fans out
+        # to its own sockets (realtime/hub.py), so they share nothing but Redis and the database.
+        web = [PYTHON, *WEB_NODE, "--host", host, "--port", str(port)]
+        if web_workers > 1:
+            web += ["--workers", str(web_workers)]
+        children.append(Child("web" if len(ports) == 1 else f"web{k}", web, kind="web"))
     for k in range(1, bid_workers + 1):
-        children.append(Child(f"bids{k}", celery + ["worker", "--bids", "--pool", "solo", "--hostname",
-                                                    f"bids{k}@%h", "--queues", "bidworkers"] + quiet))
-    children.append(Child("worker", celery + ["worker", "--pool", "threads", "--concurrency", "4", "--hostname",
-                                              "default@%h", "--queues", "default"] + quiet))
-    children.append(Child("beat", celery + ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+        children.append(Child(f"bids{k}", bid_worker_argv(f"bids{k}"), kind="bids"))
+    children.append(Child("worker", CELERY + ["worker", "--pool", "threads", "--concurrency", "4", "--hostname",
+                                              "default@%h", "--queues", "default"] + QUIET))
+    children.append(Child("beat", CELERY + ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
                                             "--max-interval", "1", "--pidfile=", "--schedule",
                                             str(state / "celerybeat-schedule"), "--loglevel", "INFO"]))
     return children
@@ -288,10 +307,11 @@ def manage(args: list[str], child_env: dict[str, str], *, capture: bool = False)
     return done.stdout or ""
 
 
-def banner(base_url: str, seed_output: str) -> str:
+def banner(base_urls: list[str], seed_output: str) -> str:
     rule = "=" * 72
-    lines = [rule, f"Gavel is up: {base_url}/", f"Admin:       {base_url}/admin/", "",
-             seed_output.rstrip(), "", "Ctrl-C stops everything.", rule]
+    lines = [rule, f"Gavel is up: {base_urls[0]}/"]
+    lines += [f"             {url}/ (web node {k})" for k, url in enumerate(base_urls[1:], start=2)]
+    lines += [f"Admin:       {base_urls[0]}/admin/", "", seed_output.rstrip(), "", "Ctrl-C stops everything.", rule]
     return "\n".join(lines)
 
 
@@ -321,17 +341,23 @@ class StopRequest:
         self.requested = True
 
 
+def whole_number(name: str, default: int, low: int, high: int) -> int:
+    """A count from the environment, refused loudly unless it is a whole number in [low, high]."""
+    value = env(name, str(default))
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise LaunchError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return int(value)
+
+
 def cmd_run(_args: argparse.Namespace) -> int:
     state = var_dir()
-    host, port = env("HOST", "127.0.0.1"), env("PORT", "8000")
-    bid_workers = env("BID_WORKERS", "2")
-    if not bid_workers.isdigit() or not 1 <= int(bid_workers) <= 32:
-        raise LaunchError(f"BID_WORKERS must be a whole number from 1 to 32, got {bid_workers!r}")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise LaunchError(f"PORT must be a TCP port number, got {port!r}")
-    web_workers = env("WEB_WORKERS", str(min(os.cpu_count() or 1, 8)))
-    if not web_workers.isdigit() or not 1 <= int(web_workers) <= 64:
-        raise LaunchError(f"WEB_WORKERS must be a whole number from 1 to 64, got {web_workers!r}")
+    host = env("HOST", "127.0.0.1")
+    port = whole_number("PORT", 8000, 1, 65535)
+    web_nodes = whole_number("WEB_NODES", 1, 1, 16)
+    if port + web_nodes - 1 > 65535:
+        raise LaunchError(f"WEB_NODES={web_nodes} web nodes from PORT={port} run past port 65535")
+    bid_workers = whole_number("BID_WORKERS", 2, 1, 32)
+    web_workers = whole_number("WEB_WORKERS", min(os.cpu_count() or 1, 8), 1, 64)
     child_env = dict(os.environ, PYTHONUNBUFFERED="1")
 
     stopping = StopRequest()
@@ -354,19 +380,20 @@ def cmd_run(_args: argparse.Namespace) -> int:
     code = 0
     try:
         manage(["migrate", "--noinput"], child_env)
-        base_url = f"http://{display_host(host)}:{port}"
-        seed_output = manage(["seed_demo", "--base-url", base_url], child_env, capture=True)
+        ports = web_ports(port, web_nodes)
+        base_urls = [f"http://{display_host(host)}:{p}" for p in ports]
+        seed_output = manage(["seed_demo", "--base-url", base_urls[0]], child_env, capture=True)
 
         if stopping.requested:
             return 0
-        for child in process_table(host, port, int(bid_workers), state, int(web_workers)):
+        for child in process_table(host, ports, bid_workers, state, web_workers):
             # Every fork before the first relay thread: a preexec_fn and threads do not mix.
             child.start(child_env)
             children.append(child)
         labels = prefixes([c.name for c in children])
         for child in children:
             child.relay(labels[child.name])
-        code = supervise(children, stopping, host, int(port), banner(base_url, seed_output))
+        code = supervise(children, stopping, host, ports, banner(base_urls, seed_output))
     except LaunchError as exc:
         say(str(exc))
         code = 1
@@ -382,26 +409,57 @@ def cmd_run(_args: argparse.Namespace) -> int:
     return code
 
 
-def supervise(children: list[Child], stopping: StopRequest, host: str, port: int, banner_text: str) -> int:
-    """Wait for Ctrl-C / SIGTERM (exit 0) or for a child to exit on its own (exit 1). Prints the
-    banner once the web node accepts connections, so the URL it shows works."""
+def supervise(children: list[Child], stopping: StopRequest, host: str, ports: list[int], banner_text: str) -> int:
+    """Wait for Ctrl-C / SIGTERM (exit 0) or for a child to exit on its own (exit 1). A web node or
+    bid worker that exits while others of its kind still run is reported and left stopped: the
+    others take its place (its auctions move to the other bid workers within seconds; that is the
+    failover the design is for, and `make cluster` is where to watch it). The last of its kind,
+    the default worker or beat exiting stops everything. Prints the banner once every web node
+    accepts connections, so the URLs it shows work."""
     started = time.monotonic()
     banner_shown = False
     probe_host = "127.0.0.1" if host in {"0.0.0.0", ""} else ("::1" if host == "::" else host)
+    running = list(children)
     while not stopping.requested:
         time.sleep(0.2)
-        for child in children:
+        for child in list(running):
             status = child.proc.poll()
-            if status is not None:
+            if status is None:
+                continue
+            running.remove(child)
+            others = [c.name for c in running if c.kind == child.kind]
+            if child.kind not in {"web", "bids"} or not others:
                 say(f"{child.name} exited unexpectedly with status {status}; shutting everything down")
                 return 1
-        if not banner_shown and port_open(probe_host, port):
+            say(f"{child.name} exited with status {status}; {', '.join(others)} carry on without it")
+        if not banner_shown and all(port_open(probe_host, port) for port in ports):
             banner_shown = True
             emit(banner_text)
         elif not banner_shown and time.monotonic() - started > WEB_READY_TIMEOUT_S:
             banner_shown = True
-            say(f"web is not accepting connections on {host}:{port} after {WEB_READY_TIMEOUT_S:.0f} s")
+            say(f"web is not accepting connections on {host}:{','.join(map(str, ports))} after "
+                f"{WEB_READY_TIMEOUT_S:.0f} s")
     return 0
+
+
+# --- `bid-worker` ---------------------------------------------------------------------------
+
+
+def cmd_bid_worker(args: argparse.Namespace) -> int:
+    """Become one more bid worker beside a running `run` (same database and Redis): the
+    assignment gives it a share of the live auctions within a second or two. Ctrl-C stops it
+    (a warm shutdown) and its auctions go back to the others."""
+    if not env("REDIS_URL") and not another_run_is_live(var_dir() / "redis.url"):
+        raise LaunchError(f"no `make run` or `make cluster` is running with {var_dir()} (no Redis answers at "
+                          "the URL in its redis.url); start one first, or set REDIS_URL (and DATABASE_URL)")
+    name = args.name or f"bids-{os.getpid()}"
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise LaunchError(f"a bid worker's name is letters, digits, - and _; got {name!r}")
+    argv = bid_worker_argv(name)
+    say(f"bid worker {name}: {' '.join(argv[1:])}")
+    os.chdir(ROOT)
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    os.execv(argv[0], argv)  # Celery takes over this process: signals reach it directly
 
 
 # --- `exec` ---------------------------------------------------------------------------------
@@ -448,11 +506,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="launch.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="subcommand", required=True)
     sub.add_parser("run", help="migrate, seed demo data, run web, bid workers, worker and beat")
+    bw = sub.add_parser("bid-worker", help="run one more bid worker beside a running `run`")
+    bw.add_argument("name", nargs="?", help="its name (Celery hostname NAME@host); default bids-<pid>")
     ex = sub.add_parser("exec", help="run a command with REDIS_URL pointing at a private Redis if unset")
     ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     args = parser.parse_args(argv)
     try:
-        return cmd_run(args) if args.subcommand == "run" else cmd_exec(args)
+        commands = {"run": cmd_run, "bid-worker": cmd_bid_worker, "exec": cmd_exec}
+        return commands[args.subcommand](args)
     except LaunchError as exc:
         say(str(exc))
         return 1

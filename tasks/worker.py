@@ -67,10 +67,19 @@ class BidQueues(bootsteps.StartStopStep):
         for auction_id in sorted(current - wanted):
             c.cancel_task_queue(auction_queue(auction_id))
         if wanted != current:
-            log.info("bid worker %s: +%d -%d queues (now %d)", self.worker_name,
-                     len(wanted - current), len(current - wanted), len(wanted),
+            # Which auctions, not just how many, in the line itself too (the plain format shows
+            # no list fields): an operator following a rebalance or a failover reads here who
+            # took what (docs/operations.md).
+            log.info("bid worker %s: now consuming %d auction queues; added %s; stopped %s", self.worker_name,
+                     len(wanted), _ids(wanted - current), _ids(current - wanted),
                      extra={"worker": self.worker_name, "added": sorted(wanted - current)[:50],
                             "dropped": sorted(current - wanted)[:50]})
+
+
+def _ids(auction_ids: set[int], shown: int = 20) -> str:
+    ordered = sorted(auction_ids)
+    text = ",".join(map(str, ordered[:shown])) or "none"
+    return text + (f" (+{len(ordered) - shown} more)" if len(ordered) > shown else "")
 
 
 _state: dict[str, str | None] = {"name": None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -132,3 +133,33 @@ def stack(live_stack, transactional_db):
         assert proc.alive(), f"{name} died:\n{proc.output()[-3000:]}"
     procs.wait_for(lambda: assignment.live_workers(), what="a live bid worker")
     return live_stack
+
+
+@pytest.fixture(scope="session")
+def _own_redis_server():
+    """A redis-server of the session's own, for tests of Gavel's keys that must not meet the
+    session's live workers and beat: their reconcile, every second, rewrites the assignment in
+    the shared Redis from the auctions *they* see."""
+    import redis as redis_lib
+
+    from tests import procs
+
+    port = procs.free_port()
+    server = procs.redis_server(port)
+    try:
+        procs.wait_port(port)
+        yield redis_lib.Redis(host="127.0.0.1", port=port, decode_responses=True)
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def own_redis(_own_redis_server, monkeypatch):
+    """Gavel's own keys (tasks.redis_client.client()) on that private Redis, empty, for one test.
+    Celery's broker is unchanged: doorbells still go to the session's Redis."""
+    from tasks import redis_client
+
+    _own_redis_server.flushdb()
+    monkeypatch.setattr(redis_client, "_client", _own_redis_server)
+    monkeypatch.setattr(redis_client, "_pid", os.getpid())
+    return _own_redis_server

@@ -4,6 +4,7 @@ the auction's own Celery queue, decided by real bid worker processes on real Red
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 
@@ -11,6 +12,7 @@ import pytest
 
 from auctions import services
 from auctions.models import Bid
+from core import clock
 from tasks import assignment, doorbell
 from tasks.queues import auction_queue
 from tests import invariants, procs
@@ -128,40 +130,167 @@ def test_two_consumers_of_one_auction_queue_cannot_break_order(stack, make_user,
         second.stop()
 
 
-def test_bid_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(stack, make_user, make_auction):
+# --- scaling out and failing over (P7): bid workers that join and leave at run time -----------
 
+DECIDED = re.compile(r"Task tasks\.bids\.decide\[[^\]]+\] succeeded in [^:]+: (\d+)")
+STOPPED = re.compile(r"bid worker \S+: now consuming \d+ auction queues; added [^;]+; stopped ([\d,]+)")
+
+
+def _decided_by(proc: procs.Proc, since: int = 0) -> int:
+    """How many bids the worker's decide tasks decided, by its own log (Celery logs each task's
+    return value: the number of bids it decided)."""
+    return sum(int(n) for n in DECIDED.findall(proc.output()[since:]))
+
+
+def _stopped_by(proc: procs.Proc, since: int = 0) -> set[int]:
+    """The auctions whose queues the worker stopped consuming (tasks/worker.py logs them)."""
+    return {int(a) for ids in STOPPED.findall(proc.output()[since:]) for a in ids.split(",")}
+
+
+def _spread_auctions(stack, make_auction, n: int) -> tuple[list, dict[int, str]]:
+    """n live auctions spread over the session's two bid workers; returns them and their owners."""
+    procs.wait_bid_worker_live("bids1")
+    procs.wait_bid_worker_live("bids2")
+    auctions = [make_auction(starting_price=5, min_increment=5, lasts=300) for _ in range(n)]
+    ids = [a.pk for a in auctions]
+    return auctions, procs.wait_for(
+        lambda: (lambda owners: owners if set(owners.values()) == {"bids1@test", "bids2@test"} else None)(
+            {a: assignment.owner(a) for a in ids}),
+        what="the auctions spread over bids1 and bids2")
+
+
+def _wait_joined(newcomer: procs.Proc, name: str, stack, owners: dict[int, str], since: dict[str, int],
+                 share: int) -> set[int]:
+    """Wait until `name` owns `share` of the auctions, consumes their queues, and the workers that
+    had them stopped consuming them: from then on only `name` decides their bids."""
+    worker = f"{name}@test"
+    taken = procs.wait_for(lambda: (lambda mine: mine if len(mine) == share else None)(
+        assignment.assigned_auctions(worker)), timeout=20, what=f"{name} to get {share} auctions")
+    for auction_id in taken:
+        procs.wait_for(lambda a=auction_id: f"Started consuming from auction.{a}" in newcomer.output(),
+                       what=f"{name} consuming auction {auction_id}")
+        previous = stack[owners[auction_id].split("@")[0]]
+        procs.wait_for(lambda a=auction_id, p=previous: a in _stopped_by(p, since[p.name]),
+                       what=f"{previous.name} letting auction {auction_id} go")
+    return set(taken)
+
+
+def test_a_bid_worker_started_at_run_time_takes_over_part_of_the_live_auctions(stack, make_user, make_auction):
+    """Scaling out: the reconciler rebalances the live auctions onto a worker that joins, which
+    then decides their bids (and the others none of them)."""
+    alice, bob = _bidders(make_user, 2)
+    since = {name: len(stack[name].output()) for name in ("bids1", "bids2")}
+    auctions, owners = _spread_auctions(stack, make_auction, 6)
+    joiner = procs.bid_worker("bids3")
+    try:
+        procs.wait_bid_worker_live("bids3")
+        taken = _wait_joined(joiner, "bids3", stack, owners, since, share=2)
+        loads = {w: len(assignment.assigned_auctions(f"{w}@test")) for w in ("bids1", "bids2", "bids3")}
+        assert loads == {"bids1": 2, "bids2": 2, "bids3": 2}
+
+        for auction_id in sorted(taken):
+            for k in range(10):
+                services.bid_submit(auction_id=auction_id, user=(alice, bob)[k % 2], amount=5 + 5 * k)
+        for auction in auctions:
+            _wait_all_decided(auction)
+
+        # Celery logs a task's result just after its transaction commits: poll the log too.
+        procs.wait_for(lambda: _decided_by(joiner) >= 20, timeout=10, what="bids3's log to show its 20 decisions")
+        assert _decided_by(joiner) == 20
+        assert _decided_by(stack["bids1"], since["bids1"]) + _decided_by(stack["bids2"], since["bids2"]) == 0
+        for auction in auctions:
+            invariants.assert_decided_once(auction)
+            invariants.assert_replay_matches(auction)
+        invariants.assert_audit_clean()
+    finally:
+        joiner.stop()
+
+
+def _bid_until(stop: threading.Event, auction_ids: list[int], users, errors: list[BaseException]) -> threading.Thread:
+    """One bidder per user, bidding on random auctions until `stop`: rising amounts, a third with
+    a hidden maximum, paced so that SQLite keeps up."""
+
+    def run(user, k: int) -> None:
+        from django.db import connection
+
+        rng = random.Random(k)
+        amount = {a: 5 for a in auction_ids}
+        try:
+            while not stop.is_set():
+                auction_id = rng.choice(auction_ids)
+                amount[auction_id] += 5 * rng.randint(1, 4)
+                max_amount = amount[auction_id] + 5 * rng.randint(1, 10) if rng.random() < 0.3 else None
+                services.bid_submit(auction_id=auction_id, user=user, amount=amount[auction_id],
+                                    max_amount=max_amount)
+                time.sleep(0.02)
+        except BaseException as exc:  # surfaced by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(u, k)) for k, u in enumerate(users)]
+    for t in threads:
+        t.start()
+    joiner = threading.Thread(target=lambda: [t.join() for t in threads])
+    joiner.start()
+    return joiner
+
+
+@pytest.mark.parametrize("how, within", [("SIGTERM", 8.0), ("SIGKILL", 15.0)])
+def test_a_bid_worker_stopped_mid_stream_hands_its_auctions_over_and_loses_nothing(
+        stack, make_user, make_auction, how, within):
+    """Failing over: a worker that owns auctions and is deciding their bids is stopped (a warm
+    shutdown, or killed outright) while bidders keep bidding. Its auctions move to the others
+    within seconds (a SIGTERM retires it at once; a SIGKILL is noticed when its heartbeat is
+    BID_WORKER_TIMEOUT_S old), they decide the bids that come after, and every bid is decided
+    once, in position order (P1, P2, P3, P7)."""
+    from core import ledger
+
+    users = _bidders(make_user, 5)
+    for user in users:
+        ledger.grant(username=user.username, amount=100_000)
+    since = {name: len(stack[name].output()) for name in ("bids1", "bids2")}
+    auctions, owners = _spread_auctions(stack, make_auction, 6)
     victim = procs.bid_worker("victim")
+    stop, errors = threading.Event(), []
+    bidding = None
     try:
         procs.wait_bid_worker_live("victim")
-        users = _bidders(make_user, 5)
-        auction = make_auction(starting_price=5, min_increment=5, lasts=180)
-        # Give the auction to the victim alone, then bid while it works.
-        assignment._move(auction.pk, "victim@test", assignment.owner(auction.pk))
-        procs.wait_for(lambda: f"auction.{auction.pk}" in victim.output(), what="victim consuming")
+        taken = _wait_joined(victim, "victim", stack, owners, since, share=2)
+        bidding = _bid_until(stop, [a.pk for a in auctions], users, errors)
+        procs.wait_for(lambda: _decided_by(victim) >= 10, what="the victim deciding bids")
 
-        def kill_when_busy() -> None:
-            procs.wait_for(lambda: Bid.objects.filter(auction=auction).exclude(status="queued").count() >= 10,
-                           what="some bids decided")
+        stopped_at = time.monotonic()
+        if how == "SIGTERM":
+            victim.stop()
+        else:
             victim.kill()
-
-        t = threading.Thread(target=kill_when_busy)
-        t.start()
-        _submit_concurrently(auction, users, per_user=30, seed=3)
-        t.join()
-        assert not victim.alive()
-
-        # The auction moves to the surviving worker (P7) and every bid is decided (P3).
         survivors = {"bids1@test", "bids2@test"}
-        procs.wait_for(lambda: assignment.owner(auction.pk) in survivors, timeout=15, what="failover to a survivor")
-        _wait_all_decided(auction, timeout=60)
+        procs.wait_for(lambda: all(assignment.owner(a) in survivors for a in taken), timeout=within,
+                       what=f"the victim's auctions to move within {within:.0f} s of its {how}")
+        handed_over = time.monotonic() - stopped_at
+        moved_at = clock.now()
+        # The survivors decide what is bid on those auctions from now on, while bidding goes on.
+        procs.wait_for(lambda: all(
+            Bid.objects.filter(auction_id=a, received_at__gt=moved_at).exclude(status=Bid.Status.QUEUED).count() >= 5
+            for a in taken), timeout=30, what="bids on the moved auctions decided after the handover")
+    finally:
+        stop.set()
+        if bidding is not None:
+            bidding.join()
+        victim.kill()
+    assert not errors, errors
+    for auction in auctions:
+        _wait_all_decided(auction)
         invariants.assert_positions_contiguous(auction)
         invariants.assert_decided_once(auction)
         invariants.assert_replay_matches(auction)
         invariants.assert_holds_match_leader(auction)
-        invariants.assert_coins_conserved()
-        invariants.assert_audit_clean()
-    finally:
-        victim.kill()
+        decided = list(Bid.objects.filter(auction=auction).order_by("position").values_list("decided_at", flat=True))
+        assert decided == sorted(decided), "a later position was decided before an earlier one"
+    invariants.assert_coins_conserved()
+    invariants.assert_audit_clean()
+    print(f"{how}: auctions handed over {handed_over:.1f} s after the stop")
 
 
 def test_bids_received_while_no_bid_worker_runs_are_decided_when_one_starts(stack, make_user, make_auction):
