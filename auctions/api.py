@@ -14,7 +14,6 @@ from auctions import selectors, services
 from auctions.models import Auction
 from core.api_users import MAX_ID, Coins, ErrorOut, Text, optional_auth, staff_auth, user_auth
 from core.errors import InvalidInput, NotFound
-from core.ratelimit import bid_rate_check
 from core.timefmt import parse_aware
 
 router = Router(tags=["auctions"])
@@ -302,7 +301,7 @@ def bid_create(request: HttpRequest, auction_id: int):
         max_amount=body.get("max_amount"),
         client_bid_id=body.get("client_bid_id"),
         channel="rest",
-        rate_check=lambda: bid_rate_check(user.pk),
+        rate_limited=True,
     )
     return Status(202 if submitted.created else 200, selectors.bid_data(submitted.bid, viewer=user))
 

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 
 from auctions import intake, rules, selectors
 from auctions.models import Auction, AuctionEvent, Bid, Intake, Participant
-from core import clock, counters, ledger
+from core import clock, counters, ledger, ratelimit, sql
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from core.models import Account, Hold, User
 from core.timefmt import iso
@@ -232,6 +232,20 @@ def _validate_amounts(amount: Any, max_amount: Any) -> None:
                            details={"field": "max_amount"})
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A bid as it arrived, before any check (bids_submit_many)."""
+
+    auction_id: int
+    user: User
+    amount: Any
+    max_amount: Any = None
+    client_bid_id: Any = None
+    channel: str = "rest"
+    received_at: datetime | None = None  # now, by default
+    rate_limited: bool = False  # take a token from the user's bucket (core.ratelimit) once checked
+
+
 def bid_submit(
     *,
     auction_id: int,
@@ -241,39 +255,71 @@ def bid_submit(
     client_bid_id: str | None = None,
     channel: str = "rest",
     now: datetime | None = None,
-    rate_check: Any = None,
+    rate_limited: bool = False,
 ) -> Submitted:
     """Receive a bid: checks in the contract's order, then persist it with the next position and
-    ring the auction's queue after commit. Stores nothing when a check fails.
+    ring the auction's queue after commit. Stores nothing when a check fails (raises the
+    contract's error)."""
+    answer = bids_submit_many([Submission(auction_id, user, amount, max_amount, client_bid_id, channel, now,
+                                          rate_limited)])[0]
+    if isinstance(answer, ServiceError):
+        raise answer
+    return answer
 
-    `rate_check`, if given, is called after the other checks and raises RateLimited."""
-    received_at = now or clock.now()
-    try:
-        auction, earlier = bid_check(auction_id=auction_id, user=user, amount=amount, max_amount=max_amount,
-                                     client_bid_id=client_bid_id, now=received_at, rate_check=rate_check)
-        if earlier is not None:
-            return Submitted(earlier, created=False)
+
+def bids_submit_many(submissions: list[Submission]) -> list[Submitted | ServiceError]:
+    """Receive several bids at once (a web process's intake batch, realtime/intake.py), each
+    answered on its own exactly as bid_submit would: Submitted, or the contract's error for it,
+    nothing stored. The costs are per batch: one round trip reads what every check needs, one
+    Redis pipeline takes the rate-limit tokens, one statement per auction stores its bids (in
+    list order), one doorbell per auction. Other errors (the database or Redis down) raise, and
+    then nothing of the batch was acknowledged."""
+    answers: list[Submitted | ServiceError | None] = [None] * len(submissions)
+    at = [s.received_at or clock.now() for s in submissions]
+    well_formed = [_client_bid_id_ok(s.client_bid_id) for s in submissions]
+    looks = intake.look_many([(s.auction_id, s.user.pk, s.client_bid_id if ok else None, t)
+                              for s, ok, t in zip(submissions, well_formed, at, strict=True)])
+    limited = []
+    for i, (s, seen) in enumerate(zip(submissions, looks, strict=True)):
         try:
-            bid = intake.receive(auction_id=auction_id, bidder_id=user.pk, amount=amount, max_amount=max_amount,
-                                 client_bid_id=client_bid_id, channel=channel, received_at=received_at)
-        except IntegrityError:
+            if _checked(s, seen, well_formed[i]):
+                answers[i] = Submitted(_existing(s.auction_id, s.user, s.client_bid_id), created=False)
+            elif s.rate_limited:
+                limited.append(i)
+        except ServiceError as exc:
+            answers[i] = exc
+    for i, refusal in zip(limited, ratelimit.bid_rate_take([submissions[i].user.pk for i in limited]),
+                          strict=True):
+        answers[i] = refusal
+    todo = [i for i, answer in enumerate(answers) if answer is None]
+    stored = intake.receive_many([
+        Bid(auction_id=submissions[i].auction_id, bidder_id=submissions[i].user.pk, amount=submissions[i].amount,
+            max_amount=submissions[i].max_amount, client_bid_id=submissions[i].client_bid_id,
+            channel=submissions[i].channel, received_at=at[i], status=Bid.Status.QUEUED)
+        for i in todo])
+    rung: set[int] = set()
+    for i, bid in zip(todo, stored, strict=True):
+        s = submissions[i]
+        if bid is intake.DUPLICATE:
             # The same client_bid_id raced in twice: the other one won; answer with it.
-            existing = _existing(auction_id, user, client_bid_id) if client_bid_id else None
-            if existing is None:
-                raise
-            return Submitted(existing, created=False)
-        if bid is None:
-            refuse_closed(auction_id, received_at)
-    except ServiceError as exc:
-        counters.bid_refused(reason=exc.code)
-        log.debug("bid refused on auction %s: %s", auction_id, exc.code,
-                  extra={"auction_id": auction_id, "user_id": user.pk, "reason": exc.code, "channel": channel})
-        raise
-    # Counted before the ring, so the ring and the caller's answer stay as close as they were.
-    transaction.on_commit(lambda: _received(bid, channel))
-    transaction.on_commit(lambda: doorbell.ring(auction_id))
-    bid.auction, bid.bidder = auction, user
-    return Submitted(bid, created=True)
+            answers[i] = Submitted(_existing(s.auction_id, s.user, s.client_bid_id), created=False)
+        elif bid is None:
+            answers[i] = _closed_refusal(s.auction_id, at[i])
+        else:
+            bid.auction, bid.bidder = looks[i].auction, s.user
+            answers[i] = Submitted(bid, created=True)
+            # Counted before the ring, so the ring and the caller's answer stay as close as they were.
+            transaction.on_commit(lambda bid=bid, channel=s.channel: _received(bid, channel))
+            rung.add(s.auction_id)
+    for auction_id in sorted(rung):
+        transaction.on_commit(lambda auction_id=auction_id: doorbell.ring(auction_id))
+    for s, answer in zip(submissions, answers, strict=True):
+        if isinstance(answer, ServiceError):
+            counters.bid_refused(reason=answer.code)
+            log.debug("bid refused on auction %s: %s", s.auction_id, answer.code,
+                      extra={"auction_id": s.auction_id, "user_id": s.user.pk, "reason": answer.code,
+                             "channel": s.channel})
+    return answers  # type: ignore[return-value]  # every slot is filled by now
 
 
 def _received(bid: Bid, channel: str) -> None:
@@ -283,25 +329,35 @@ def _received(bid: Bid, channel: str) -> None:
                      "user_id": bid.bidder_id, "channel": channel})
 
 
-def bid_check(*, auction_id: int, user: User, amount: Any, max_amount: Any, client_bid_id: Any, now: datetime,
-              rate_check: Any = None) -> tuple[Auction, Bid | None]:
-    """The contract's checks on a bid, in its order, before anything is stored (raising the
-    contract's error). Returns the auction as checked (id, seller and status only) and the
-    bidder's earlier bid with this client_bid_id, if there is one: nothing new is stored then."""
-    well_formed = _client_bid_id_ok(client_bid_id)
-    seen = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=client_bid_id if well_formed else None,
-                       now=now)
+def _checked(s: Submission, seen: intake.Look | None, well_formed: bool) -> bool:
+    """The contract's checks but the rate limit, in its order, raising its error. True: the
+    bidder used this client_bid_id before (answer with that bid; nothing new is stored)."""
     if seen is None:
         raise NotFound("auction not found")
-    _validate_amounts(amount, max_amount)
-    if client_bid_id is not None and not well_formed:
+    _validate_amounts(s.amount, s.max_amount)
+    if s.client_bid_id is not None and not well_formed:
         raise InvalidInput("client_bid_id must be a string of 1 to 64 characters (no NUL, valid Unicode)",
                            code="invalid_field", details={"field": "client_bid_id"})
     if seen.earlier_bid_id is not None:
-        return seen.auction, _existing(auction_id, user, client_bid_id)
-    if seen.auction.seller_id == user.pk:
+        return True
+    if seen.auction.seller_id == s.user.pk:
         raise Forbidden("a seller cannot bid on their own auction", code="seller_cannot_bid")
     _check_open(seen.auction.status, ended=seen.ended)
+    return False
+
+
+def bid_check(*, auction_id: int, user: User, amount: Any, max_amount: Any, client_bid_id: Any, now: datetime,
+              rate_check: Any = None) -> tuple[Auction, Bid | None]:
+    """The contract's checks on one bid, in its order, before anything is stored (raising the
+    contract's error); `rate_check`, if given, is called last and raises RateLimited. Returns the
+    auction as checked (id, seller and status only) and the bidder's earlier bid with this
+    client_bid_id, if there is one: nothing new is stored then. (The baselines' intake.)"""
+    well_formed = _client_bid_id_ok(client_bid_id)
+    seen = intake.look(auction_id=auction_id, bidder_id=user.pk, client_bid_id=client_bid_id if well_formed else None,
+                       now=now)
+    submission = Submission(auction_id, user, amount, max_amount, client_bid_id)
+    if _checked(submission, seen, well_formed):
+        return seen.auction, _existing(auction_id, user, client_bid_id)
     if rate_check is not None:
         rate_check()
     return seen.auction, None
@@ -320,13 +376,13 @@ def _client_bid_id_ok(value: Any) -> bool:
     return True
 
 
-def refuse_closed(auction_id: int, now: datetime) -> None:
+def _closed_refusal(auction_id: int, now: datetime) -> Conflict:
     """The 409 for a bid the intake refused after its checks passed: the auction was ended or
     cancelled in between; say which, as the checks would have."""
     again = intake.look(auction_id=auction_id, bidder_id=0, client_bid_id=None, now=now)
-    if again is not None:
-        _check_open(again.auction.status, ended=again.ended)
-    raise Conflict("the auction has ended", code="auction_ended")
+    if again is not None and again.auction.status in (Auction.Status.SCHEDULED, Auction.Status.CANCELLED):
+        return Conflict(f"the auction is {again.auction.status}", code="auction_not_live")
+    return Conflict("the auction has ended", code="auction_ended")
 
 
 def _existing(auction_id: int, user: User, client_bid_id: str) -> Bid | None:
@@ -541,19 +597,12 @@ def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
     meta, quote = model._meta, connection.ops.quote_name
     targets = [meta.get_field(f) for f in fields] + [meta.pk]
     columns = [quote(f.column) for f in targets]
-    # PostgreSQL types a VALUES list's literals as text: cast each to its column's type. SQLite
-    # would read those type names as numeric affinity and mangle datetimes; it needs no cast.
-    if connection.vendor == "postgresql":
-        values = [f"CAST(v.{c} AS {f.rel_db_type(connection) if f.primary_key else f.db_type(connection)})"
-                  for c, f in zip(columns, targets, strict=True)]
-    else:
-        values = [f"v.{c}" for c in columns]
+    values = [sql.typed(f"v.{c}", f) for c, f in zip(columns, targets, strict=True)]
     table, pk = quote(meta.db_table), columns[-1]
     assignments = ", ".join(f"{c} = {v}" for c, v in zip(columns[:-1], values[:-1], strict=True))
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v({', '.join(columns)}) AS (VALUES {placeholders}) "
+            f"WITH v({', '.join(columns)}) AS (VALUES {sql.values_list(len(rows), len(columns))}) "
             f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = {values[-1]}",
             [value for row in rows for value in row],
         )

@@ -23,12 +23,13 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from auctions import selectors, services
-from core import clock, counters, ratelimit
+from auctions import services
+from core import clock, counters
 from core.errors import ServiceError, unavailable_errors
 from core.timefmt import iso
 from realtime import frames, snapshots
 from realtime.hub import hub
+from realtime.intake import bid_intake
 from realtime.outbox import CLOSE_TOO_SLOW, Outbox  # 1013, try again later: also used when the layer is away
 from realtime.publish import LOBBY_GROUP, auction_group, user_group
 from realtime.wsnode import serves_prepared_runs
@@ -372,12 +373,10 @@ class AuctionConsumer(_Base):
         # Its bid.result may be decided and published before bid.queued is out: hold it back.
         self.held = []
         try:
-            # Not thread-sensitive: Channels runs those calls of every socket of the process on
-            # one thread, so bids from different sockets would wait for each other's round trips.
-            result = await database_sync_to_async(_submit, thread_sensitive=False)(
+            result = await bid_intake().submit(services.Submission(
                 auction_id=self.auction_id, user=self.user, amount=frame.get("amount"),
-                max_amount=frame.get("max_amount"), client_bid_id=client_bid_id,
-            )
+                max_amount=frame.get("max_amount"), client_bid_id=client_bid_id, channel="ws", rate_limited=True,
+            ))
         except ServiceError as exc:
             if exc.code == "rate_limited":
                 await self._rate_limited(exc.message, client_bid_id=echo)
@@ -403,15 +402,6 @@ class AuctionConsumer(_Base):
             held, self.held = self.held, None
             for out in held:
                 self.outbox.put(out)
-
-
-def _submit(*, auction_id: int, user, amount, max_amount, client_bid_id) -> tuple[dict[str, Any], bool]:
-    submitted = services.bid_submit(
-        auction_id=auction_id, user=user, amount=amount, max_amount=max_amount, client_bid_id=client_bid_id,
-        channel="ws", rate_check=lambda: ratelimit.bid_rate_check(user.pk),
-    )
-    bid = selectors.bid_data(submitted.bid, viewer=user)
-    return bid, (not submitted.created and bid["status"] != "queued")
 
 
 class LobbyConsumer(_Base):

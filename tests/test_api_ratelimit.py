@@ -86,3 +86,12 @@ def test_an_unreachable_redis_lets_bids_through(rate, monkeypatch):
     monkeypatch.setattr(ratelimit, "client", lambda: dead)
     for _ in range(5):
         bid_rate_check(7, now=1000.0)
+
+
+def test_a_batch_takes_one_token_per_bid_in_order_in_one_round_trip(rate):
+    """A web process's intake batch (auctions.services.bids_submit_many): two bids of one user
+    in it take two tokens, as two requests would."""
+    answers = ratelimit.bid_rate_take([7, 8, 7, 7, 7], now=1000.0)
+    assert [a is None for a in answers] == [True, True, True, True, False]
+    assert answers[4].headers == {"Retry-After": "1"}
+    bid_rate_check(8, now=1000.0)  # user 8 took one of three

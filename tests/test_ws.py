@@ -133,20 +133,20 @@ def test_a_result_decided_before_the_socket_answered_still_comes_after_bid_queue
     sent bid.queued; the client must still see queued first."""
     import time
 
-    from realtime import consumers, publish
+    from realtime import intake, publish
 
     alice = make_user("alice")
     auction = make_auction()
-    real = consumers._submit
+    real = intake._store
 
-    def submit_then_decide(**kwargs):
-        answer = real(**kwargs)
+    def submit_then_decide(submissions):
+        answer = real(submissions)
         services.bids_decide_pending(auction_id=auction.pk)
         publish.flush()
         time.sleep(0.3)  # bid.result is in the process's hub before bid.queued goes out
         return answer
 
-    monkeypatch.setattr(consumers, "_submit", submit_then_decide)
+    monkeypatch.setattr(intake, "_store", submit_then_decide)
 
     async def scenario():
         comm = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
