@@ -24,12 +24,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from auctions import services
+from auctions.intake_batch import bid_intake
 from core import clock, counters
 from core.errors import ServiceError, unavailable_errors
 from core.timefmt import iso
 from realtime import frames, snapshots
 from realtime.hub import hub
-from realtime.intake import bid_intake
 from realtime.outbox import CLOSE_TOO_SLOW, Outbox  # 1013, try again later: also used when the layer is away
 from realtime.publish import LOBBY_GROUP, auction_group, user_group
 from realtime.wsnode import serves_prepared_runs
@@ -392,9 +392,9 @@ class AuctionConsumer(_Base):
                               client_bid_id=echo)
             return
         else:
-            bid, decided = result
+            bid, created = result
             await self.send(text_data=frames.encode({"type": "bid.queued", "bid": bid}))
-            if decided:
+            if not created and bid["status"] != "queued":
                 # A repeated client_bid_id whose bid was decided already: its result will not
                 # be published again, so answer it here.
                 await self.send(text_data=frames.encode({"type": "bid.result", "bid": bid}))

@@ -1,4 +1,4 @@
-"""Socket bids stored in batches (realtime/intake.py, auctions.services.bids_submit_many): each
+"""Socket bids stored in batches (auctions/intake_batch.py, auctions.services.bids_submit_many): each
 bid of a batch is answered exactly as it would be alone, in the contract's order of checks, and
 an auction's bids of one batch take consecutive positions in arrival order."""
 
@@ -86,12 +86,12 @@ def test_an_end_among_a_batchs_bids_takes_those_before_it_and_refuses_those_afte
 @pytest.mark.usefixtures("transactional_db")  # the sockets' threads read the database
 def test_sockets_bidding_at_once_are_stored_in_batches_each_answered_in_order(make_user, make_auction,
                                                                               monkeypatch):
-    from realtime import intake
+    from auctions import intake_batch
 
     users = [make_user(f"bidder{k}") for k in range(12)]
     auction = make_auction(min_increment=1)
     batches = []
-    real = intake._store
+    real = intake_batch._store
 
     def spy(submissions):
         batches.append(len(submissions))
@@ -99,7 +99,7 @@ def test_sockets_bidding_at_once_are_stored_in_batches_each_answered_in_order(ma
             time.sleep(0.3)  # the first batch is slow: the others' bids pile up meanwhile
         return real(submissions)
 
-    monkeypatch.setattr(intake, "_store", spy)
+    monkeypatch.setattr(intake_batch, "_store", spy)
 
     async def scenario():
         sockets = [await connect(f"/ws/auctions/{auction.pk}/", token=token_for(u)) for u in users]

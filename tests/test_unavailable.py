@@ -41,7 +41,7 @@ def test_a_bug_is_still_a_500(client, monkeypatch):
 @pytest.mark.usefixtures("transactional_db")  # the socket's own threads read the database
 def test_a_socket_bid_meeting_an_outage_gets_an_unavailable_error_and_the_socket_stays(make_user, make_auction,
                                                                                        monkeypatch):
-    from realtime import intake
+    from auctions import intake_batch
     from tests.test_ws import connect, receive, run, token_for
 
     alice = make_user("alice")
@@ -50,7 +50,7 @@ def test_a_socket_bid_meeting_an_outage_gets_an_unavailable_error_and_the_socket
     def down(submissions):
         raise db.OperationalError("connection failed: the database system is shutting down")
 
-    monkeypatch.setattr(intake, "_store", down)
+    monkeypatch.setattr(intake_batch, "_store", down)
 
     async def scenario():
         comm = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))

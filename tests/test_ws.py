@@ -133,11 +133,12 @@ def test_a_result_decided_before_the_socket_answered_still_comes_after_bid_queue
     sent bid.queued; the client must still see queued first."""
     import time
 
-    from realtime import intake, publish
+    from auctions import intake_batch
+    from realtime import publish
 
     alice = make_user("alice")
     auction = make_auction()
-    real = intake._store
+    real = intake_batch._store
 
     def submit_then_decide(submissions):
         answer = real(submissions)
@@ -146,7 +147,7 @@ def test_a_result_decided_before_the_socket_answered_still_comes_after_bid_queue
         time.sleep(0.3)  # bid.result is in the process's hub before bid.queued goes out
         return answer
 
-    monkeypatch.setattr(intake, "_store", submit_then_decide)
+    monkeypatch.setattr(intake_batch, "_store", submit_then_decide)
 
     async def scenario():
         comm = await connect(f"/ws/auctions/{auction.pk}/", token=token_for(alice))
