@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from auctions import selectors
 from auctions.api import _auction_or_404, _json_object
+from auctions.services import Submission
 from bench.baselines import bids
 from core.api import api, error_response
 from core.api_users import WWW_AUTHENTICATE, user_auth
@@ -45,15 +47,25 @@ def bid_create(request: HttpRequest, auction_id: int) -> HttpResponse:
                                status=202 if submitted.created else 200)
 
 
-def ws_submit(*, auction_id: int, user, amount: Any, max_amount: Any,
-              client_bid_id: Any) -> tuple[dict[str, Any], bool]:
-    """realtime.consumers._submit's contract: the bid as `bid.queued` shows it, and whether its
-    bid.result must be sent at once (a repeated client_bid_id whose bid was decided already).
-    A new bid's bid.result is published after commit, as in the product, and the consumer holds
-    it until bid.queued is out."""
+class OneByOne:
+    """The product's socket-intake seam (auctions.intake_batch.BidIntake.submit) without its
+    group commit: each socket bid takes its own thread hop and is handled there, as a team's
+    design would do it."""
+
+    async def submit(self, submission: Submission) -> tuple[dict[str, Any], bool]:
+        return await database_sync_to_async(ws_submit, thread_sensitive=False)(submission)
+
+
+ONE_BY_ONE = OneByOne()
+
+
+def ws_submit(s: Submission) -> tuple[dict[str, Any], bool]:
+    """BidIntake.submit's answer: the bid as `bid.queued` shows it, and whether it was stored
+    now (the consumer sends bid.result at once for a repeated client_bid_id whose bid was
+    decided already). A new bid's bid.result is published after commit, as in the product, and
+    the consumer holds it until bid.queued is out."""
     submitted = bids.bid_submit(
-        auction_id=auction_id, user=user, amount=amount, max_amount=max_amount, client_bid_id=client_bid_id,
-        channel="ws", rate_check=lambda: bid_rate_check(user.pk),
+        auction_id=s.auction_id, user=s.user, amount=s.amount, max_amount=s.max_amount,
+        client_bid_id=s.client_bid_id, channel="ws", rate_check=lambda: bid_rate_check(s.user.pk),
     )
-    bid = selectors.bid_data(submitted.bid, viewer=user)
-    return bid, (not submitted.created and bid["status"] != "queued")
+    return selectors.bid_data(submitted.bid, viewer=s.user), submitted.created
