@@ -21,6 +21,7 @@ committed is decided afterwards and rejected as the auction is no longer live.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,18 +51,10 @@ def look_many(asked: list[tuple[int, int, str | None, datetime]]) -> list[Look |
     in the hot-auction profile."""
     if not asked:
         return []
-    auctions, bids = Auction._meta.db_table, Bid._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
-    field = Bid._meta.get_field
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v(k, auction_id, bidder_id, client_bid_id, at) AS (VALUES {sql.values_list(len(asked), 5)}) "
-            f"SELECT {sql.typed('v.k', field('position'))}, a.seller_id, a.status, "
-            f"a.ends_at <= {sql.typed('v.at', field('received_at'))}, "
-            f"(SELECT b.id FROM {bids} AS b WHERE b.auction_id = a.id"
-            f" AND b.bidder_id = {sql.typed('v.bidder_id', field('bidder'))}"
-            f" AND b.client_bid_id = {sql.typed('v.client_bid_id', field('client_bid_id'))}) "
-            f"FROM v JOIN {auctions} AS a ON a.id = {sql.typed('v.auction_id', field('auction'))}",
+            _look_sql(len(asked), connection.vendor),
             [x for k, (auction_id, bidder_id, client_bid_id, now) in enumerate(asked)
              for x in (k, auction_id, bidder_id, client_bid_id, adapt(now))])
         found = {k: row for k, *row in cursor.fetchall()}
@@ -74,6 +67,23 @@ def look_many(asked: list[tuple[int, int, str | None, datetime]]) -> list[Look |
         seller_id, status, ended, earlier = row
         out.append(Look(Auction(pk=auction_id, seller_id=seller_id, status=status), bool(ended), earlier))
     return out
+
+
+# The statements below depend only on how many rows they carry and on the database: built once
+# each, not per bid.
+@functools.lru_cache(maxsize=256)
+def _look_sql(rows: int, vendor: str) -> str:
+    auctions, bids = Auction._meta.db_table, Bid._meta.db_table
+    field = Bid._meta.get_field
+    return (
+        f"WITH v(k, auction_id, bidder_id, client_bid_id, at) AS (VALUES {sql.values_list(rows, 5)}) "
+        f"SELECT {sql.typed('v.k', field('position'))}, a.seller_id, a.status, "
+        f"a.ends_at <= {sql.typed('v.at', field('received_at'))}, "
+        f"(SELECT b.id FROM {bids} AS b WHERE b.auction_id = a.id"
+        f" AND b.bidder_id = {sql.typed('v.bidder_id', field('bidder'))}"
+        f" AND b.client_bid_id = {sql.typed('v.client_bid_id', field('client_bid_id'))}) "
+        f"FROM v JOIN {auctions} AS a ON a.id = {sql.typed('v.auction_id', field('auction'))}"
+    )
 
 
 DUPLICATE = "duplicate"  # receive_many's answer for a bid whose client_bid_id the bidder used already
@@ -125,24 +135,29 @@ def receive_many(bids: list[Bid]) -> list[Bid | None | str]:
 _COLUMNS = ["auction_id", "bidder_id", "amount", "max_amount", "status", "client_bid_id", "channel", "received_at"]
 
 
-def _one_statement(group: list[Bid]) -> bool:
-    """Store `group` (bids of one auction) in one autocommit statement: the Intake row's lock is
-    held inside the server only. Sets each bid's pk and position and returns True, or stores
-    nothing and returns False when the auction takes no bids as of the group's last received_at."""
+@functools.lru_cache(maxsize=256)
+def _receive_sql(rows: int, vendor: str) -> str:
     intake, bids, auctions = Intake._meta.db_table, Bid._meta.db_table, Auction._meta.db_table
     fields = [Bid._meta.get_field(c) for c in _COLUMNS]
     values = ", ".join(sql.typed(f"v.{c}", f) for c, f in zip(_COLUMNS, fields, strict=True))
-    k = len(group)
-    statement = f"""
+    return f"""
         WITH pos AS (
             UPDATE {intake} AS i SET last_position = i.last_position + %s
             WHERE i.auction_id = %s AND NOT i.closed AND EXISTS (
                 SELECT 1 FROM {auctions} AS a WHERE a.id = i.auction_id AND a.status = %s AND a.ends_at > %s)
             RETURNING i.last_position
-        ), v({", ".join(_COLUMNS)}, n) AS (VALUES {sql.values_list(k, len(_COLUMNS) + 1)})
+        ), v({", ".join(_COLUMNS)}, n) AS (VALUES {sql.values_list(rows, len(_COLUMNS) + 1)})
         INSERT INTO {bids} ({", ".join(_COLUMNS)}, position)
         SELECT {values}, pos.last_position - %s + CAST(v.n AS integer) FROM pos, v
         RETURNING id, position"""
+
+
+def _one_statement(group: list[Bid]) -> bool:
+    """Store `group` (bids of one auction) in one autocommit statement: the Intake row's lock is
+    held inside the server only. Sets each bid's pk and position and returns True, or stores
+    nothing and returns False when the auction takes no bids as of the group's last received_at."""
+    k = len(group)
+    statement = _receive_sql(k, connection.vendor)
     adapt = connection.ops.adapt_datetimefield_value
     rows = [x for n, bid in enumerate(group, start=1)
             for x in (*(getattr(bid, c) for c in _COLUMNS[:-1]), adapt(bid.received_at), n)]

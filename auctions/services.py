@@ -8,6 +8,7 @@ Every function that changes state emits AuctionEvents through an Outbox and publ
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -594,18 +595,22 @@ def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
     pause-bid-worker hung on it)."""
     if not rows:
         return
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(model, tuple(fields), len(rows), connection.vendor),
+                       [value for row in rows for value in row])
+
+
+@functools.lru_cache(maxsize=512)
+def _update_sql(model, fields: tuple[str, ...], rows: int, vendor: str) -> str:
+    """_update_rows' statement: it depends only on these, so it is built once for each."""
     meta, quote = model._meta, connection.ops.quote_name
     targets = [meta.get_field(f) for f in fields] + [meta.pk]
     columns = [quote(f.column) for f in targets]
     values = [sql.typed(f"v.{c}", f) for c, f in zip(columns, targets, strict=True)]
     table, pk = quote(meta.db_table), columns[-1]
     assignments = ", ".join(f"{c} = {v}" for c, v in zip(columns[:-1], values[:-1], strict=True))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH v({', '.join(columns)}) AS (VALUES {sql.values_list(len(rows), len(columns))}) "
-            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = {values[-1]}",
-            [value for row in rows for value in row],
-        )
+    return (f"WITH v({', '.join(columns)}) AS (VALUES {sql.values_list(rows, len(columns))}) "
+            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = {values[-1]}")
 
 
 def _save_decisions(bids: list[Bid]) -> None:

@@ -95,3 +95,14 @@ def test_a_batch_takes_one_token_per_bid_in_order_in_one_round_trip(rate):
     assert [a is None for a in answers] == [True, True, True, True, False]
     assert answers[4].headers == {"Retry-After": "1"}
     bid_rate_check(8, now=1000.0)  # user 8 took one of three
+
+
+def test_a_batch_after_redis_lost_its_scripts_loads_the_script_again(rate):
+    """A restarted Redis has no scripts: the batch's EVALSHAs answer NOSCRIPT, and the limiter
+    loads the script and takes the tokens, rather than letting every bid through unchecked."""
+    from tasks.redis_client import client
+
+    ratelimit.bid_rate_take([7, 8], now=1000.0)
+    client().script_flush()
+    answers = ratelimit.bid_rate_take([7, 7, 7], now=1000.0)
+    assert [a is None for a in answers] == [True, True, False]  # 3 tokens: one taken before the flush
