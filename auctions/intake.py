@@ -96,6 +96,10 @@ def receive(*, auction_id: int, bidder_id: int, amount: int, max_amount: int | N
     when the bidder's client_bid_id is taken; nothing is stored then."""
     bid = Bid(auction_id=auction_id, bidder_id=bidder_id, amount=amount, max_amount=max_amount,
               client_bid_id=client_bid_id, channel=channel, received_at=received_at, status=Bid.Status.QUEUED)
+    return _receive_one(bid)
+
+
+def _receive_one(bid: Bid) -> Bid | None:
     if connection.vendor == "postgresql":
         return bid if _one_statement([bid]) else None
     return _locked(bid)
@@ -126,7 +130,7 @@ def receive_many(bids: list[Bid]) -> list[Bid | None | str]:
         for i in indexes:
             bid = bids[i]
             try:
-                out[i] = (bid if _one_statement([bid]) else None) if connection.vendor == "postgresql" else _locked(bid)
+                out[i] = _receive_one(bid)
             except IntegrityError:
                 out[i] = DUPLICATE
     return out

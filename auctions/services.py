@@ -269,7 +269,7 @@ def bid_submit(
 
 
 def bids_submit_many(submissions: list[Submission]) -> list[Submitted | ServiceError]:
-    """Receive several bids at once (a web process's intake batch, realtime/intake.py), each
+    """Receive several bids at once (a web process's intake batch, auctions/intake_batch.py), each
     answered on its own exactly as bid_submit would: Submitted, or the contract's error for it,
     nothing stored. The costs are per batch: one round trip reads what every check needs, one
     Redis pipeline takes the rate-limit tokens, one statement per auction stores its bids (in
@@ -381,8 +381,11 @@ def _closed_refusal(auction_id: int, now: datetime) -> Conflict:
     """The 409 for a bid the intake refused after its checks passed: the auction was ended or
     cancelled in between; say which, as the checks would have."""
     again = intake.look(auction_id=auction_id, bidder_id=0, client_bid_id=None, now=now)
-    if again is not None and again.auction.status in (Auction.Status.SCHEDULED, Auction.Status.CANCELLED):
-        return Conflict(f"the auction is {again.auction.status}", code="auction_not_live")
+    if again is not None:
+        try:
+            _check_open(again.auction.status, ended=again.ended)
+        except Conflict as refusal:
+            return refusal
     return Conflict("the auction has ended", code="auction_ended")
 
 
