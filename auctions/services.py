@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -299,6 +300,7 @@ def bids_submit_many(submissions: list[Submission]) -> list[Submitted | ServiceE
             channel=submissions[i].channel, received_at=at[i], status=Bid.Status.QUEUED)
         for i in todo])
     rung: set[int] = set()
+    received: list[Bid] = []
     for i, bid in zip(todo, stored, strict=True):
         s = submissions[i]
         if bid is intake.DUPLICATE:
@@ -309,25 +311,32 @@ def bids_submit_many(submissions: list[Submission]) -> list[Submitted | ServiceE
         else:
             bid.auction, bid.bidder = looks[i].auction, s.user
             answers[i] = Submitted(bid, created=True)
-            # Counted before the ring, so the ring and the caller's answer stay as close as they were.
-            transaction.on_commit(lambda bid=bid, channel=s.channel: _received(bid, channel))
+            received.append(bid)
             rung.add(s.auction_id)
+    if received:
+        # Counted before the ring, so the ring and the callers' answers stay as close as they were.
+        transaction.on_commit(lambda: _received(received))
     for auction_id in sorted(rung):
         transaction.on_commit(lambda auction_id=auction_id: doorbell.ring(auction_id))
-    for s, answer in zip(submissions, answers, strict=True):
-        if isinstance(answer, ServiceError):
-            counters.bid_refused(reason=answer.code)
-            log.debug("bid refused on auction %s: %s", s.auction_id, answer.code,
-                      extra={"auction_id": s.auction_id, "user_id": s.user.pk, "reason": answer.code,
-                             "channel": s.channel})
+    refused = Counter(answer.code for answer in answers if isinstance(answer, ServiceError))
+    counters.bids_refused(refused)
+    if refused and log.isEnabledFor(logging.DEBUG):
+        for s, answer in zip(submissions, answers, strict=True):
+            if isinstance(answer, ServiceError):
+                log.debug("bid refused on auction %s: %s", s.auction_id, answer.code,
+                          extra={"auction_id": s.auction_id, "user_id": s.user.pk, "reason": answer.code,
+                                 "channel": s.channel})
     return answers  # type: ignore[return-value]  # every slot is filled by now
 
 
-def _received(bid: Bid, channel: str) -> None:
-    counters.bid_received(channel=channel)
-    log.debug("bid %s received on auction %s at position %s", bid.pk, bid.auction_id, bid.position,
-              extra={"auction_id": bid.auction_id, "bid_id": bid.pk, "position": bid.position,
-                     "user_id": bid.bidder_id, "channel": channel})
+def _received(bids: list[Bid]) -> None:
+    """After commit: one metrics write for the batch's stored bids, and a log line each."""
+    counters.bids_received(Counter(bid.channel for bid in bids))
+    if log.isEnabledFor(logging.DEBUG):
+        for bid in bids:
+            log.debug("bid %s received on auction %s at position %s", bid.pk, bid.auction_id, bid.position,
+                      extra={"auction_id": bid.auction_id, "bid_id": bid.pk, "position": bid.position,
+                             "user_id": bid.bidder_id, "channel": bid.channel})
 
 
 def _checked(s: Submission, seen: intake.Look | None, well_formed: bool) -> bool:

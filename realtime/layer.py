@@ -59,6 +59,24 @@ class _BoundedLoopLayer(RedisPubSubLoopLayer):
         await shard.subscribe(channel)
 
 
+    async def group_send_many(self, messages: list[tuple[str, dict]]) -> None:
+        """group_send for each (group, message), in order, one pipeline per shard: a decided
+        batch's user frames cost one round trip, not one each (channels-redis 4.3's shard
+        connection: its lock, _ensure_redis and client, as its own publish uses them)."""
+        by_shard: dict[object, list[tuple[str, bytes]]] = {}
+        for group, message in messages:
+            channel = self._get_group_channel_name(group)
+            by_shard.setdefault(self._get_shard(channel), []).append(
+                (channel, self.channel_layer.serialize(message)))
+        for shard, published in by_shard.items():
+            async with shard._lock:
+                shard._ensure_redis()
+                pipe = shard._redis.pipeline(transaction=False)
+                for channel, payload in published:
+                    pipe.publish(channel, payload)
+                await pipe.execute()
+
+
 class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
     def __init__(self, *args, capacity: int = 200, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,3 +91,6 @@ class BoundedPubSubChannelLayer(RedisPubSubChannelLayer):
             self._layers[loop] = layer
             _wrap_close(self, loop)
             return layer
+
+    async def group_send_many(self, messages: list[tuple[str, dict]]) -> None:
+        await self._get_layer().group_send_many(messages)

@@ -22,6 +22,7 @@ from realtime import frames
 log = logging.getLogger(__name__)
 
 LOBBY_GROUP = "lobby"
+MAX_PIPELINE = 500  # messages per Redis round trip
 
 
 def auction_group(auction_id: int) -> str:
@@ -51,18 +52,27 @@ class _Sender:
     async def _drain(self) -> None:
         assert self.queue is not None
         layer = get_channel_layer()
+        many = getattr(layer, "group_send_many", None)  # realtime.layer's; tests' in-memory layer lacks it
         while True:
-            item = await self.queue.get()
-            if item is None:
-                self.queue.task_done()
-                return
-            group, message = item
+            # What a decided batch queued (a frame per bidder) goes out in one pipeline.
+            items = [await self.queue.get()]
+            while len(items) < MAX_PIPELINE and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            done = None in items
+            messages = [item for item in items if item is not None]
             try:
-                await layer.group_send(group, message)
+                if many is not None and len(messages) > 1:
+                    await many(messages)
+                else:
+                    for group, message in messages:
+                        await layer.group_send(group, message)
             except Exception:  # a Redis blip must not kill the sender; sockets backfill by seq
-                log.warning("group_send to %s failed", group, exc_info=True)
+                log.warning("group_send of %d message(s) failed", len(messages), exc_info=True)
             finally:
-                self.queue.task_done()
+                for _ in items:
+                    self.queue.task_done()
+            if done:
+                return
 
     def put(self, group: str, message: dict[str, Any]) -> None:
         assert self.queue is not None

@@ -93,3 +93,41 @@ def test_nothing_is_published_for_work_that_rolls_back(transactional_db, make_us
     messages = _listen([auction_group(auction.pk)], rolled_back_then_real, count=1)
     sent = [json.loads(text)["event"]["type"] for text in messages[0]["texts"]]
     assert sent == ["bid.accepted"]  # no auction.cancelled went out
+
+
+def test_a_burst_of_user_frames_reaches_every_group_complete_and_in_order(transactional_db):
+    # A decided batch queues a frame per bidder at once; the publisher sends what is queued in
+    # pipelines (realtime.layer.group_send_many): each group must still get all of its own, in order.
+    groups = [user_group(900_000 + k) for k in range(3)]
+
+    def burst() -> None:
+        for n in range(600):
+            publish.publish_to_user(900_000 + n % 3, {"type": "outbid", "auction_id": 1, "current_price": n})
+        publish.flush()
+
+    messages = _listen(groups, burst, count=600)
+    for k, group in enumerate(groups):
+        prices = [m["frame"]["current_price"] for m in messages if m["group"] == group]
+        assert prices == list(range(k, 600, 3))
+
+
+def test_group_send_many_publishes_to_each_group_in_order():
+    async def scenario() -> dict[str, list[int]]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        for group in ("many.a", "many.b"):
+            await layer.group_add(group, channel)
+        await layer.group_send_many([(g, {"type": "x", "group": g, "n": n})
+                                     for n in range(50) for g in ("many.a", "many.b")])
+        got: dict[str, list[int]] = {"many.a": [], "many.b": []}
+        try:
+            for _ in range(100):
+                message = await asyncio.wait_for(layer.receive(channel), 5)
+                got[message["group"]].append(message["n"])
+        finally:
+            for group in ("many.a", "many.b"):
+                await layer.group_discard(group, channel)
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == {"many.a": list(range(50)), "many.b": list(range(50))}
