@@ -9,7 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
 # new PostgreSQL backend per request. Web processes therefore share a small pool (core/settings.py).
 os.environ.setdefault("DB_POOL_MAX", "8")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from core.asgi_handler import get_asgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
 
