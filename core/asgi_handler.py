@@ -1,11 +1,17 @@
-"""Django's ASGI handler, with the threads of requests' sync code reused.
+"""Django's ASGI handler, run the way a WSGI server runs Django: one thread hop per request, on
+a reused thread.
 
-Django runs each request under a ThreadSensitiveContext of its own, so the request's sync code
-(middleware, the view, the ORM) runs on a thread created for that request and joined after it:
-in the hot-auction benchmark's REST run, starting and stopping those threads was a fifth of a
-web process's CPU. Here each request still gets a single-thread executor to itself for as long
-as it runs (what the context is for: the request's sync calls stay on one thread, in order), but
-the executor comes from a pool of idle ones and goes back after, like a WSGI server's threads.
+- The middleware chain and the view are sync and run together in one `sync_to_async` call.
+  Django's own ASGI handler keeps the chain async, and its middleware (MiddlewareMixin) then
+  runs each process_request, process_view and process_response through a thread hop of its own:
+  about a dozen hops per API request, and the view (sync: the ORM is) one more.
+- Django runs each request under a ThreadSensitiveContext of its own, so that sync code runs on
+  a thread created for the request and joined after it. Here each request still gets a
+  single-thread executor to itself while it runs, but from a pool of idle ones, to which it goes
+  back after, like a WSGI server's threads.
+
+In the hot-auction benchmark's REST run (python -m bench.hot_auction --via rest), thread starts
+and the per-middleware hops were about a third of a web process's CPU.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 
 MAX_IDLE = 64  # idle request threads kept per process; more are stopped when their request ends
@@ -43,6 +49,13 @@ class PooledThreadsASGIHandler(ASGIHandler):
     def __init__(self, pool: ExecutorPool | None = None) -> None:
         super().__init__()
         self.pool = pool or ExecutorPool()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)  # the sync chain, as under WSGI
+
+    async def get_response_async(self, request):
+        # The whole sync chain, view included, on the request's thread (see the module's doc).
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

@@ -1,9 +1,8 @@
 """Middleware of our own, each usable sync and async.
 
-Under ASGI Django runs the middleware chain in the event loop only while every middleware in it
-can; one sync-only middleware puts the rest of the chain on a thread and the view on yet another
-hop back and forth (py-spy under REST bidding: a third of a web process's time was in those
-adapters). So ours are async-capable, and WhiteNoise (sync-only) is wrapped.
+The web nodes run the chain sync, in one thread hop per request (core/asgi_handler.py); Django's
+own ASGI handler (its test AsyncClient, for one) runs it async, and there these run in the event
+loop instead of adding a thread hop each. WhiteNoise (sync-only) is wrapped for that.
 
 JsonErrorsMiddleware: under /api/ a client never sees an HTML page: unknown paths and crashes
 answer in the contract's JSON error shape. A crash is logged with its traceback, which the client
