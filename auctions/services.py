@@ -511,16 +511,12 @@ class _Funds:
 
     def __init__(self, auction: Auction, user_ids: set[int]) -> None:
         self.auction = auction
-        self.accounts = _account_ids(user_ids)
-        ids = sorted(self.accounts.values())
-        rows = dict(
-            (pk, balance - held)
-            for pk, balance, held in Account.objects.select_for_update().filter(pk__in=ids)
-            .order_by("pk").values_list("pk", "balance", "held")
-        )
-        here = dict(Hold.objects.filter(auction_id=auction.pk, active=True, account_id__in=ids)
+        rows = list(Account.objects.select_for_update().filter(user_id__in=user_ids)
+                    .order_by("pk").values_list("user_id", "pk", "balance", "held"))
+        self.accounts = {user_id: pk for user_id, pk, _, _ in rows}
+        here = dict(Hold.objects.filter(auction_id=auction.pk, active=True, account_id__in=self.accounts.values())
                     .values_list("account_id", "amount"))
-        self.available = {user_id: rows[pk] + here.get(pk, 0) for user_id, pk in self.accounts.items()}
+        self.available = {user_id: balance - held + here.get(pk, 0) for user_id, pk, balance, held in rows}
         self.holder = auction.leader_id if auction.status == Auction.Status.LIVE else None
 
     def for_bid(self, user_id: int) -> int:
@@ -530,12 +526,13 @@ class _Funds:
 
     def move_hold(self, state: rules.State) -> None:
         """Make the ledger's hold on this auction the leader's max (nobody else's), as of `state`."""
-        if self.holder is not None and self.holder != state.leader_id:
-            ledger.hold_release(account_id=self.accounts[self.holder], auction_id=self.auction.pk)
         if state.leader_id is not None:
-            leader = state.standings[state.leader_id]
-            ledger.hold_set(account_id=self.accounts[state.leader_id], auction_id=self.auction.pk,
-                            amount=leader.max_amount)
+            ledger.hold_move(auction_id=self.auction.pk,
+                             from_account_id=self.accounts[self.holder] if self.holder is not None else None,
+                             to_account_id=self.accounts[state.leader_id],
+                             amount=state.standings[state.leader_id].max_amount)
+        elif self.holder is not None:
+            ledger.hold_release(account_id=self.accounts[self.holder], auction_id=self.auction.pk)
         self.holder = state.leader_id
 
     def settled(self) -> None:

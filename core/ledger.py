@@ -145,6 +145,41 @@ def hold_release(*, account_id: int, auction_id: int) -> int:
     return hold.amount
 
 
+def hold_move(*, auction_id: int, from_account_id: int | None, to_account_id: int, amount: int) -> None:
+    """The auction's hold passes to `to_account_id` at exactly `amount`: `from_account_id`'s
+    active hold on it (the leader before) is released, and the new holder's placed, raised or
+    lowered. The same as hold_release then hold_set, in two reads (both accounts locked in
+    ascending id order, their holds) and at most four writes, instead of eight statements: the
+    decider moves the hold once per batch, and this was half of its time. Raises
+    InsufficientFunds (changing nothing) if the new holder cannot cover the difference."""
+    _require_atomic()
+    ids = {to_account_id} if from_account_id in (None, to_account_id) else {to_account_id, from_account_id}
+    rows = list(Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                .values_list("pk", "balance", "held"))
+    balance = {pk: b for pk, b, _ in rows}
+    held = {pk: h for pk, _, h in rows}
+    if to_account_id not in held:
+        raise LedgerError(f"no account {to_account_id}")
+    holds = {account_id: (pk, held_amount) for pk, account_id, held_amount in
+             Hold.objects.filter(auction_id=auction_id, active=True, account_id__in=ids)
+             .values_list("pk", "account_id", "amount")}
+    current = holds.get(to_account_id)
+    delta = amount - (current[1] if current else 0)
+    available = balance[to_account_id] - held[to_account_id]
+    if delta > available:
+        raise InsufficientFunds(f"account {to_account_id} has {available} available, needs {delta}")
+    released = holds.get(from_account_id) if len(ids) == 2 else None
+    if released is not None:
+        Hold.objects.filter(pk=released[0]).update(active=False, released_at=clock.now())
+        Account.objects.filter(pk=from_account_id).update(held=held[from_account_id] - released[1])
+    if current is None:
+        Hold.objects.create(account_id=to_account_id, auction_id=auction_id, amount=amount)
+    elif delta:
+        Hold.objects.filter(pk=current[0]).update(amount=amount)
+    if delta:
+        Account.objects.filter(pk=to_account_id).update(held=held[to_account_id] + delta)
+
+
 def hold_capture(
     *, account_id: int, auction_id: int, amount: int, credit_id: int, memo: str = ""
 ) -> Transfer:

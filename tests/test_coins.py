@@ -139,3 +139,37 @@ def test_holds_across_auctions_never_commit_more_than_the_balance(make_user, mak
     alice.account.refresh_from_db()
     assert alice.account.held == 900
     invariants.assert_coins_conserved()
+
+
+def _holds(auction_id: int) -> dict[str, int]:
+    return {h.account.user.username: h.amount for h in Hold.objects.filter(auction_id=auction_id, active=True)}
+
+
+def test_moving_a_hold_releases_the_old_holders_and_sets_the_new_holders(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with transaction.atomic():
+        ledger.hold_move(auction_id=7, from_account_id=None, to_account_id=alice.account.pk, amount=300)
+    assert _holds(7) == {"alice": 300}
+    with transaction.atomic():
+        ledger.hold_move(auction_id=7, from_account_id=alice.account.pk, to_account_id=alice.account.pk, amount=450)
+    assert _holds(7) == {"alice": 450}
+    with transaction.atomic():
+        ledger.hold_move(auction_id=7, from_account_id=alice.account.pk, to_account_id=bob.account.pk, amount=500)
+    assert _holds(7) == {"bob": 500}
+    with transaction.atomic():  # lowering a hold (a proxy's max read again) frees the difference
+        ledger.hold_move(auction_id=7, from_account_id=bob.account.pk, to_account_id=bob.account.pk, amount=200)
+    alice.account.refresh_from_db()
+    bob.account.refresh_from_db()
+    assert (alice.account.held, bob.account.held, bob.account.available) == (0, 200, 800)
+    invariants.assert_coins_conserved()
+
+
+def test_a_hold_move_the_new_holder_cannot_cover_changes_nothing(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with transaction.atomic():
+        ledger.hold_set(account_id=bob.account.pk, auction_id=8, amount=900)  # bob's coins held elsewhere
+        ledger.hold_move(auction_id=7, from_account_id=None, to_account_id=alice.account.pk, amount=300)
+    with pytest.raises(ledger.InsufficientFunds), transaction.atomic():
+        ledger.hold_move(auction_id=7, from_account_id=alice.account.pk, to_account_id=bob.account.pk, amount=101)
+    assert _holds(7) == {"alice": 300}
+    invariants.assert_coins_conserved()
