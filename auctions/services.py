@@ -511,12 +511,9 @@ class _Funds:
 
     def __init__(self, auction: Auction, user_ids: set[int]) -> None:
         self.auction = auction
-        rows = list(Account.objects.select_for_update().filter(user_id__in=user_ids)
-                    .order_by("pk").values_list("user_id", "pk", "balance", "held"))
-        self.accounts = {user_id: pk for user_id, pk, _, _ in rows}
-        here = dict(Hold.objects.filter(auction_id=auction.pk, active=True, account_id__in=self.accounts.values())
-                    .values_list("account_id", "amount"))
-        self.available = {user_id: balance - held + here.get(pk, 0) for user_id, pk, balance, held in rows}
+        self.locked = ledger.LockedAccounts(auction_id=auction.pk, user_ids=user_ids)
+        self.accounts = self.locked.account_of
+        self.available = {user_id: self.locked.available_here(user_id) for user_id in self.accounts}
         self.holder = auction.leader_id if auction.status == Auction.Status.LIVE else None
 
     def for_bid(self, user_id: int) -> int:
@@ -527,16 +524,15 @@ class _Funds:
     def move_hold(self, state: rules.State) -> None:
         """Make the ledger's hold on this auction the leader's max (nobody else's), as of `state`."""
         if state.leader_id is not None:
-            ledger.hold_move(auction_id=self.auction.pk,
-                             from_account_id=self.accounts[self.holder] if self.holder is not None else None,
-                             to_account_id=self.accounts[state.leader_id],
-                             amount=state.standings[state.leader_id].max_amount)
+            self.locked.move_hold(from_user_id=self.holder, to_user_id=state.leader_id,
+                                  amount=state.standings[state.leader_id].max_amount)
         elif self.holder is not None:
-            ledger.hold_release(account_id=self.accounts[self.holder], auction_id=self.auction.pk)
+            self.locked.release_hold(self.holder)
         self.holder = state.leader_id
 
     def settled(self) -> None:
         self.holder = None  # settlement captured or released every hold
+        self.locked.forget()  # through other ledger calls: what was read is stale
 
 
 def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now: datetime) -> _Book:

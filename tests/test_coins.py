@@ -147,20 +147,35 @@ def _holds(auction_id: int) -> dict[str, int]:
 
 def test_moving_a_hold_releases_the_old_holders_and_sets_the_new_holders(make_user):
     alice, bob = make_user("alice"), make_user("bob")
-    with transaction.atomic():
-        ledger.hold_move(auction_id=7, from_account_id=None, to_account_id=alice.account.pk, amount=300)
+
+    def move(from_user, to_user, amount: int) -> None:
+        with transaction.atomic():
+            locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, bob.pk})
+            locked.move_hold(from_user_id=from_user.pk if from_user else None, to_user_id=to_user.pk, amount=amount)
+
+    move(None, alice, 300)
     assert _holds(7) == {"alice": 300}
-    with transaction.atomic():
-        ledger.hold_move(auction_id=7, from_account_id=alice.account.pk, to_account_id=alice.account.pk, amount=450)
+    move(alice, alice, 450)
     assert _holds(7) == {"alice": 450}
-    with transaction.atomic():
-        ledger.hold_move(auction_id=7, from_account_id=alice.account.pk, to_account_id=bob.account.pk, amount=500)
+    move(alice, bob, 500)
     assert _holds(7) == {"bob": 500}
-    with transaction.atomic():  # lowering a hold (a proxy's max read again) frees the difference
-        ledger.hold_move(auction_id=7, from_account_id=bob.account.pk, to_account_id=bob.account.pk, amount=200)
+    move(bob, bob, 200)  # lowering a hold frees the difference
     alice.account.refresh_from_db()
     bob.account.refresh_from_db()
     assert (alice.account.held, bob.account.held, bob.account.available) == (0, 200, 800)
+    invariants.assert_coins_conserved()
+
+
+def test_several_moves_in_one_transaction_build_on_each_other(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    with transaction.atomic():
+        locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, bob.pk})
+        locked.move_hold(from_user_id=None, to_user_id=alice.pk, amount=300)
+        locked.move_hold(from_user_id=alice.pk, to_user_id=bob.pk, amount=400)
+        assert locked.available_here(alice.pk) == 1000 and locked.available_here(bob.pk) == 1000
+        locked.move_hold(from_user_id=bob.pk, to_user_id=alice.pk, amount=900)
+        assert locked.release_hold(alice.pk) == 900
+    assert _holds(7) == {}
     invariants.assert_coins_conserved()
 
 
@@ -168,8 +183,22 @@ def test_a_hold_move_the_new_holder_cannot_cover_changes_nothing(make_user):
     alice, bob = make_user("alice"), make_user("bob")
     with transaction.atomic():
         ledger.hold_set(account_id=bob.account.pk, auction_id=8, amount=900)  # bob's coins held elsewhere
-        ledger.hold_move(auction_id=7, from_account_id=None, to_account_id=alice.account.pk, amount=300)
+        ledger.LockedAccounts(auction_id=7, user_ids={alice.pk}).move_hold(
+            from_user_id=None, to_user_id=alice.pk, amount=300)
     with pytest.raises(ledger.InsufficientFunds), transaction.atomic():
-        ledger.hold_move(auction_id=7, from_account_id=alice.account.pk, to_account_id=bob.account.pk, amount=101)
+        locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, bob.pk})
+        assert locked.available_here(bob.pk) == 100
+        locked.move_hold(from_user_id=alice.pk, to_user_id=bob.pk, amount=101)
     assert _holds(7) == {"alice": 300}
     invariants.assert_coins_conserved()
+
+
+def test_locked_accounts_refuse_to_write_once_other_ledger_calls_changed_them(make_user):
+    alice = make_user("alice")
+    with transaction.atomic():
+        locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk})
+        locked.forget()
+        with pytest.raises(RuntimeError):
+            locked.move_hold(from_user_id=None, to_user_id=alice.pk, amount=10)
+        with pytest.raises(ledger.LedgerError):
+            ledger.LockedAccounts(auction_id=7, user_ids=set()).release_hold(alice.pk)
