@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from auctions import services
-from auctions.models import Auction, AuctionEvent, Bid
-from core import ledger
+from auctions import rules, selectors, services
+from auctions.models import Auction, AuctionEvent, Bid, Participant
+from core import clock, ledger
 from core.errors import Conflict, Forbidden, InvalidInput
-from core.models import Account, Hold, Transfer
+from core.models import Account, Hold, Transfer, User
 from tests import invariants
 
 
@@ -236,3 +239,43 @@ def test_deciding_a_batch_never_leaves_a_session_inside_a_pipeline(make_user, ma
     assert (auction.current_price, auction.leader, auction.bid_count) == (15, carol, 6)
     invariants.assert_decided_once(auction)
     invariants.assert_holds_match_leader(auction)
+
+
+_runs = iter(range(10**6))
+
+
+@pytest.mark.django_db
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bids=st.lists(st.tuples(st.integers(0, 7), st.integers(10, 400), st.integers(0, 300), st.booleans()),
+                     min_size=1, max_size=40))
+def test_deciding_in_batches_matches_a_replay_over_every_standing(bids):
+    """A batch reads the standings of its own bidders and of the two highest maxima only
+    (auctions.services._Book); folding the rules over every bid with every standing must give
+    the same decisions, the same price and leader, and the same standings."""
+    with transaction.atomic():
+        run = next(_runs)
+        users = [User.objects.create_user(f"r{run}u{i}", password="x") for i in range(8)]
+        now = clock.now()
+        auction = services.auction_create(title="lot", starts_at=now - timedelta(seconds=1),
+                                          ends_at=now + timedelta(minutes=5), starting_price=10, min_increment=5)
+        for user, amount, extra, decide_now in bids:
+            services.bid_submit(auction_id=auction.pk, user=users[user], amount=amount,
+                                max_amount=amount + extra if extra else None)
+            if decide_now:
+                services.bids_decide_pending(auction_id=auction.pk)
+        services.bids_decide_pending(auction_id=auction.pk)
+        invariants.assert_replay_matches(auction)
+        state = rules.State(status=rules.LIVE, ends_at=auction.ends_at)
+        terms = selectors.terms_of(auction)
+        for bid in Bid.objects.filter(auction=auction).order_by("position"):
+            decision = rules.decide_bid(terms, state, rules.BidRequest(
+                bid.pk, bid.bidder_id, bid.amount, bid.max_amount, bid.position, bid.received_at), available=10**9)
+            if decision.accepted:
+                state = decision.state
+        stored = {p.user_id: (p.max_amount, p.max_bid_id, p.max_position, p.own_amount, p.shown_amount)
+                  for p in Participant.objects.filter(auction=auction)}
+        assert stored == {s.user_id: (s.max_amount, s.max_bid_id, s.max_position, s.own_amount, s.shown_amount)
+                          for s in state.standings.values()}
+        invariants.assert_coins_conserved()
+        invariants.assert_holds_match_leader(auction)
+        transaction.set_rollback(True)
