@@ -286,12 +286,17 @@ def bid_create(request: HttpRequest, auction_id: int):
     202 with the queued bid; 200 with the original bid as it stands now when `client_bid_id`
     was seen before for this user and auction (nothing new is stored)."""
     # The body is read here rather than by ninja so that an unknown auction is 404 whatever the
-    # body holds, and amounts are checked by the service exactly as for WebSocket bids.
-    # Only whether it exists: bid_submit reads what its checks need in one round trip, and the
-    # whole auction (auction_get) was a sixth of a web process's time under REST bidding.
-    if not (1 <= auction_id <= MAX_ID and Auction.objects.filter(pk=auction_id).exists()):
+    # body holds, and amounts are checked by the service exactly as for WebSocket bids. Whether
+    # the auction exists is asked only of a body that is not a JSON object: for any other,
+    # bid_submit's first check says 404 from the one read it makes for all of them.
+    if not 1 <= auction_id <= MAX_ID:
         raise NotFound("auction not found")
-    body = _json_object(request)
+    try:
+        body = _json_object(request)
+    except InvalidInput:
+        if not Auction.objects.filter(pk=auction_id).exists():
+            raise NotFound("auction not found") from None
+        raise
     user = request.auth
     # client_bid_id (NUL, lone surrogates, length) is checked by the service, for WebSocket bids too.
     submitted = services.bid_submit(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import timedelta
 
 import jwt
 from django.conf import settings
+from django.db import connection
 
 from core import clock
 from core.models import User
@@ -42,8 +44,29 @@ def user_from_token(token: str) -> User | None:
         user_id = int(claims["sub"])
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
-    # By primary key, so no ORDER BY (first() would add one): this runs on every API request.
-    return next(iter(User.objects.filter(pk=user_id, is_active=True)[:1]), None)
+    return _active_user(user_id)
+
+
+def _active_user(user_id: int) -> User | None:
+    """Every API request reads its user: on PostgreSQL by a statement built once, not compiled by
+    the ORM each time (a tenth of a web process's CPU under REST bidding). PostgreSQL's values
+    need no conversion for these fields; SQLite's (booleans, datetimes) do, so the ORM reads there."""
+    if connection.vendor != "postgresql":
+        return next(iter(User.objects.filter(pk=user_id, is_active=True)[:1]), None)
+    statement, names = _active_user_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [user_id])
+        row = cursor.fetchone()
+    return None if row is None else User.from_db(connection.alias, names, row)
+
+
+@functools.cache
+def _active_user_sql() -> tuple[str, list[str]]:
+    fields = User._meta.concrete_fields
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    return (f"SELECT {columns} FROM {quote(User._meta.db_table)} WHERE {quote('id')} = %s AND {quote('is_active')}",
+            [f.attname for f in fields])
 
 
 def user_from_authorization(header: str | None) -> User | None:
