@@ -317,8 +317,8 @@ def bids_submit_many(submissions: list[Submission]) -> list[Submitted | ServiceE
     if received:
         # Counted before the ring, so the ring and the callers' answers stay as close as they were.
         transaction.on_commit(lambda: _received(received))
-    for auction_id in sorted(rung):
-        transaction.on_commit(lambda auction_id=auction_id: doorbell.ring(auction_id))
+    if rung:
+        transaction.on_commit(lambda: doorbell.ring_many(sorted(rung)))
     refused = Counter(answer.code for answer in answers if isinstance(answer, ServiceError))
     counters.bids_refused(refused)
     if refused and log.isEnabledFor(logging.DEBUG):

@@ -36,11 +36,38 @@ def ring(auction_id: int, *, force: bool = False) -> None:
     with force)."""
     if not force:
         try:
-            if not _redis().set(_bell_key(auction_id), 1, nx=True, ex=max(1, round(settings.DOORBELL_TTL_S))):
+            if not _redis().set(_bell_key(auction_id), 1, nx=True, ex=_ttl()):
                 return
         except Exception:
             log.debug("doorbell mark for auction %s unavailable; ringing anyway", auction_id, exc_info=True,
                       extra={"auction_id": auction_id})
+    _send(auction_id, forced=force)
+
+
+def ring_many(auction_ids: list[int]) -> None:
+    """ring() for the auctions of one intake batch: their marks in one Redis round trip, then a
+    message for each auction whose doorbell was not already on its way."""
+    if len(auction_ids) == 1:
+        ring(auction_ids[0])
+        return
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        for auction_id in auction_ids:
+            pipe.set(_bell_key(auction_id), 1, nx=True, ex=_ttl())
+        marked = pipe.execute()
+    except Exception:
+        log.debug("doorbell marks unavailable; ringing %d auctions anyway", len(auction_ids), exc_info=True)
+        marked = [True] * len(auction_ids)
+    for auction_id, fresh in zip(auction_ids, marked, strict=True):
+        if fresh:
+            _send(auction_id, forced=False)
+
+
+def _ttl() -> int:
+    return max(1, round(settings.DOORBELL_TTL_S))
+
+
+def _send(auction_id: int, *, forced: bool) -> None:
     try:
         _app().send_task(DECIDE_TASK, args=[auction_id], queue=auction_queue(auction_id))
     except Exception:
@@ -49,8 +76,8 @@ def ring(auction_id: int, *, force: bool = False) -> None:
                     extra={"auction_id": auction_id})
         _clear(auction_id)
     else:
-        log.debug("rang auction %s%s", auction_id, " (forced)" if force else "",
-                  extra={"auction_id": auction_id, "forced": force})
+        log.debug("rang auction %s%s", auction_id, " (forced)" if forced else "",
+                  extra={"auction_id": auction_id, "forced": forced})
 
 
 def answered(auction_id: int) -> None:

@@ -349,3 +349,21 @@ def test_bid_workers_keep_their_database_connection_across_tasks(stack, make_use
     # them needs a new session, so a handful is slack, not twenty.
     assert opened <= 5, f"{opened} PostgreSQL sessions opened for 20 doorbells"
     invariants.assert_decided_once(auction)
+
+
+def test_ringing_several_auctions_at_once_sends_one_doorbell_each_until_answered(monkeypatch, settings):
+    """doorbell.ring_many (an intake batch's auctions): marks in one round trip on the real Redis,
+    a message for each auction not rung already, none for one whose doorbell is on its way."""
+    sent = []
+    monkeypatch.setattr(doorbell, "_send", lambda auction_id, *, forced: sent.append(auction_id))
+    ids = [990_001, 990_002, 990_003]
+    for auction_id in ids:
+        doorbell.answered(auction_id)
+    doorbell.ring(ids[1])
+    doorbell.ring_many(ids)
+    assert sent == [ids[1], ids[0], ids[2]]
+    doorbell.ring_many(ids)
+    assert sent == [ids[1], ids[0], ids[2]]
+    doorbell.answered(ids[2])
+    doorbell.ring_many(ids)
+    assert sent == [ids[1], ids[0], ids[2], ids[2]]

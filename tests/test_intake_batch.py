@@ -26,6 +26,7 @@ def test_each_bid_of_a_mixed_batch_gets_its_own_answer(make_user, make_auction, 
     settings.BID_RATE_PER_SECOND, settings.BID_RATE_BURST = 1.0, 2
     rung = []
     monkeypatch.setattr(doorbell, "ring", lambda auction_id, **_kw: rung.append(auction_id))
+    monkeypatch.setattr(doorbell, "ring_many", rung.extend)
     seller, alice, bob, carol = (make_user(n) for n in ("seller", "alice", "bob", "carol"))
     one, two = make_auction(seller=seller), make_auction(seller=seller)
     ended = make_auction(seller=seller, lasts=60)
