@@ -11,10 +11,10 @@ Order: a socket sends its next bid only once the previous one is answered (a con
 its frames one at a time), so one socket's bids are in order whatever batch they fall in. Bids
 of different sockets get positions in the order their batches commit, as before.
 
-REST bids do not come here: Django runs each request's sync code on a thread of its own (and
-its test client on the test's thread, inside the test's transaction), and a batch stored on one
-request's thread for others would tie their connections to it. The bid view stays sync and
-stores its bid as a batch of one (auctions.services.bid_submit).
+REST bids do not come here: each request's sync code runs on a thread it has to itself while it
+runs (core/asgi_handler.py; Django's test client runs it on the test's thread, inside the test's
+transaction), and a batch stored on one request's thread for others would tie their connections
+to it. The bid view stays sync and stores its bid as a batch of one (auctions.services.bid_submit).
 """
 
 from __future__ import annotations
