@@ -436,6 +436,7 @@ class _Book:
             query = query.filter(Q(user_id__in=bidders) | Q(pk__in=top.values("pk")[:2]))
         rows = list(query)
         self.rows = {p.user_id: p for p in rows}
+        self.unread: list[int] | None = None  # everyone()'s other participants, read once
         self.state = rules.State(
             status=auction.status,
             ends_at=auction.ends_at,
@@ -455,9 +456,11 @@ class _Book:
         known = list(self.state.standings)
         if not self.partial:
             return known
+        if self.unread is None:  # the rows not read for the batch; they do not change during it
+            self.unread = list(Participant.objects.filter(auction_id=self.auction.pk)
+                               .exclude(user_id__in=self.rows).values_list("user_id", flat=True))
         seen = set(known)
-        return known + [user_id for user_id in Participant.objects.filter(auction_id=self.auction.pk)
-                        .values_list("user_id", flat=True) if user_id not in seen]
+        return known + [user_id for user_id in self.unread if user_id not in seen]
 
     def save(self) -> None:
         """Write the changed standings and the auction row: one INSERT and one UPDATE per batch."""
