@@ -34,37 +34,27 @@ def ring(auction_id: int, *, force: bool = False) -> None:
     before it reads what is pending, so a bid committed after that read always rings anew;
     the mark expires after DOORBELL_TTL_S in case its message was lost (the sweep also rings
     with force)."""
-    if not force:
-        try:
-            if not _redis().set(_bell_key(auction_id), 1, nx=True, ex=_ttl()):
-                return
-        except Exception:
-            log.debug("doorbell mark for auction %s unavailable; ringing anyway", auction_id, exc_info=True,
-                      extra={"auction_id": auction_id})
-    _send(auction_id, forced=force)
+    if force:
+        _send(auction_id, forced=True)
+    else:
+        ring_many([auction_id])
 
 
 def ring_many(auction_ids: list[int]) -> None:
-    """ring() for the auctions of one intake batch: their marks in one Redis round trip, then a
-    message for each auction whose doorbell was not already on its way."""
-    if len(auction_ids) == 1:
-        ring(auction_ids[0])
-        return
+    """ring() for several auctions (an intake batch's): their marks in one Redis round trip, then
+    a message for each auction whose doorbell was not already on its way."""
+    ttl = max(1, round(settings.DOORBELL_TTL_S))
     try:
         pipe = _redis().pipeline(transaction=False)
         for auction_id in auction_ids:
-            pipe.set(_bell_key(auction_id), 1, nx=True, ex=_ttl())
+            pipe.set(_bell_key(auction_id), 1, nx=True, ex=ttl)
         marked = pipe.execute()
     except Exception:
-        log.debug("doorbell marks unavailable; ringing %d auctions anyway", len(auction_ids), exc_info=True)
+        log.debug("doorbell marks unavailable; ringing %s anyway", auction_ids, exc_info=True)
         marked = [True] * len(auction_ids)
     for auction_id, fresh in zip(auction_ids, marked, strict=True):
         if fresh:
             _send(auction_id, forced=False)
-
-
-def _ttl() -> int:
-    return max(1, round(settings.DOORBELL_TTL_S))
 
 
 def _send(auction_id: int, *, forced: bool) -> None:
