@@ -17,7 +17,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 
 from auctions import intake, rules, selectors
 from auctions.models import Auction, AuctionEvent, Bid, Intake, Participant
@@ -56,9 +55,18 @@ class Outbox:
     def to_user(self, user_id: int, frame: dict[str, Any]) -> None:
         self.user_frames.append((user_id, frame))
 
-    def save_events(self) -> None:
-        if self.events:
-            AuctionEvent.objects.bulk_create(self.events)
+    def save_events(self, writes: sql.Writes | None = None) -> None:
+        """Insert the events: queued on `writes`, which the caller flushes, or at once."""
+        if not self.events:
+            return
+        data, at = (AuctionEvent._meta.get_field(f).get_db_prep_save for f in ("data", "at"))
+        now = writes or sql.Writes()
+        now.add(sql.insert_sql(AuctionEvent, ("auction", "seq", "type", "data", "at"), len(self.events),
+                               connection.vendor),
+                [x for e in self.events
+                 for x in (e.auction_id, e.seq, e.type, data(e.data, connection), at(e.at, connection))])
+        if writes is None:
+            now.flush()
 
     def publish_on_commit(self) -> None:
         events = [selectors.event_data(e) for e in self.events]
@@ -429,13 +437,15 @@ class _Book:
     def __init__(self, auction: Auction, bidders: set[int] | None = None):
         self.auction = auction
         self.terms = selectors.terms_of(auction)
-        query = Participant.objects.filter(auction_id=auction.pk)
         self.partial = bidders is not None
-        if bidders is not None:
-            top = Participant.objects.filter(auction_id=auction.pk).order_by("-max_amount", "max_position")
-            query = query.filter(Q(user_id__in=bidders) | Q(pk__in=top.values("pk")[:2]))
-        rows = list(query)
-        self.rows = {p.user_id: p for p in rows}
+        with connection.cursor() as cursor:
+            if bidders is not None:
+                cursor.execute(_standings_sql(len(bidders), connection.vendor),
+                               [*bidders, auction.pk, auction.pk])
+            else:
+                cursor.execute(_standings_sql(None, connection.vendor), [auction.pk])
+            rows = cursor.fetchall()
+        self.stored = {row[0] for row in rows}  # whose Participant row exists
         self.unread: list[int] | None = None  # everyone()'s other participants, read once
         self.state = rules.State(
             status=auction.status,
@@ -443,11 +453,7 @@ class _Book:
             current_price=auction.current_price,
             leader_id=auction.leader_id,
             bid_count=auction.bid_count,
-            standings={
-                p.user_id: rules.Standing(p.user_id, p.max_amount, p.max_bid_id, p.max_position,
-                                          p.own_amount, p.shown_amount)
-                for p in rows
-            },
+            standings={row[0]: rules.Standing(*row) for row in rows},
         )
         self.changed: set[int] = set()
 
@@ -458,34 +464,53 @@ class _Book:
             return known
         if self.unread is None:  # the rows not read for the batch; they do not change during it
             self.unread = list(Participant.objects.filter(auction_id=self.auction.pk)
-                               .exclude(user_id__in=self.rows).values_list("user_id", flat=True))
+                               .exclude(user_id__in=self.stored).values_list("user_id", flat=True))
         seen = set(known)
         return known + [user_id for user_id in self.unread if user_id not in seen]
 
-    def save(self) -> None:
-        """Write the changed standings and the auction row: one INSERT and one UPDATE per batch."""
-        new, old = [], []
-        for user_id in self.changed:
-            s = self.state.standings[user_id]
-            row = self.rows.get(user_id)
-            if row is None:
-                row = self.rows[user_id] = Participant(auction_id=self.auction.pk, user_id=user_id)
-                new.append(row)
-            else:
-                old.append(row)
-            row.max_amount, row.max_bid_id, row.max_position = s.max_amount, s.max_bid_id, s.max_position
-            row.own_amount, row.shown_amount = s.own_amount, s.shown_amount
+    def save(self, writes: sql.Writes) -> None:
+        """Queue the changed standings and the auction row: at most one INSERT and two UPDATEs."""
+        vendor = connection.vendor
+        new = [self.state.standings[u] for u in self.changed if u not in self.stored]
+        old = [self.state.standings[u] for u in self.changed if u in self.stored]
         if new:
-            Participant.objects.bulk_create(new)
+            writes.add(sql.insert_sql(Participant, ("auction", "user", *_STANDING_FIELDS), len(new), vendor),
+                       [x for s in new for x in (self.auction.pk, s.user_id, *_standing_values(s))])
+            self.stored.update(s.user_id for s in new)
         if old:
-            _update_rows(Participant, ["max_amount", "max_bid", "max_position", "own_amount", "shown_amount"],
-                         [(p.max_amount, p.max_bid_id, p.max_position, p.own_amount, p.shown_amount, p.pk)
-                          for p in old])
+            writes.add(sql.update_sql(Participant, _STANDING_FIELDS, ("user",), len(old), vendor, _OF_AUCTION),
+                       [x for s in old for x in (*_standing_values(s), s.user_id)] + [self.auction.pk])
         self.changed.clear()
         a, st = self.auction, self.state
         a.current_price, a.leader_id, a.bid_count = st.current_price, st.leader_id, st.bid_count
-        a.save(update_fields=["current_price", "leader", "bid_count", "seq", "ends_at", "end_version",
-                              "status", "winner", "final_price", "ended_at"])
+        adapt = connection.ops.adapt_datetimefield_value
+        writes.add(sql.update_sql(Auction, _AUCTION_FIELDS, ("pk",), 1, vendor),
+                   [a.current_price, a.leader_id, a.bid_count, a.seq, adapt(a.ends_at), a.end_version, a.status,
+                    a.winner_id, a.final_price, adapt(a.ended_at), a.pk])
+
+
+_STANDING_FIELDS = ("max_amount", "max_bid", "max_position", "own_amount", "shown_amount")
+_OF_AUCTION = f'"{Participant._meta.db_table}"."auction_id" = %s'
+_AUCTION_FIELDS = ("current_price", "leader", "bid_count", "seq", "ends_at", "end_version", "status", "winner",
+                   "final_price", "ended_at")
+
+
+def _standing_values(s: rules.Standing) -> tuple:
+    return s.max_amount, s.max_bid_id, s.max_position, s.own_amount, s.shown_amount
+
+
+@functools.lru_cache(maxsize=256)
+def _standings_sql(bidders: int | None, vendor: str) -> str:
+    """The standings a batch reads (rules.Standing's fields, in order): those of `bidders`
+    users (params: their ids, the auction id twice) and of the two highest maxima;
+    with `bidders` None every standing of the auction (params: auction id)."""
+    table = Participant._meta.db_table
+    columns = "user_id, max_amount, max_bid_id, max_position, own_amount, shown_amount"
+    if bidders is None:
+        return f"SELECT {columns} FROM {table} WHERE auction_id = %s"
+    return (f"SELECT {columns} FROM {table} WHERE user_id IN {sql.in_list(bidders)} AND auction_id = %s "
+            f"UNION SELECT * FROM (SELECT {columns} FROM {table} WHERE auction_id = %s "
+            f"ORDER BY max_amount DESC, max_position LIMIT 2) AS top")
 
 
 def _account_ids(user_ids: set[int]) -> dict[int, int]:
@@ -500,27 +525,62 @@ def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
     intake's bid INSERTs, whose foreign-key check only takes FOR KEY SHARE on the auction row;
     a plain FOR UPDATE would make every bid received during a batch wait for that batch's commit.
 
+    A batch is seven round trips on PostgreSQL: BEGIN, the lock, the queued bids, the
+    standings, the accounts (core.ledger.LockedAccounts), every write in one statement
+    (core.sql.Writes), COMMIT. Each read after the lock is its own statement so that it sees
+    what the decider before committed (READ COMMITTED takes a snapshot per statement).
+
     Idempotent: a duplicate, late or reordered doorbell finds nothing queued and does nothing.
     Returns how many bids it decided."""
     total = 0
     while True:
         with transaction.atomic():
-            auction = Auction.objects.select_for_update(no_key=True).filter(pk=auction_id).first()
+            auction = _lock_auction(auction_id)
             if auction is None:
                 return total
-            pending = list(
-                Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED)
-                .order_by("position")[: settings.BID_BATCH_SIZE]
-            )
+            pending = _queued_bids(auction_id, settings.BID_BATCH_SIZE)
             if not pending:
                 return total
             outbox = Outbox(auction)
-            _decide_locked(auction, pending, outbox, now=now or clock.now())
-            outbox.save_events()
+            writes = sql.Writes()
+            _decide_locked(auction, pending, outbox, writes, now=now or clock.now())
+            outbox.save_events(writes)
+            writes.flush()
             outbox.publish_on_commit()
         total += len(pending)
         if len(pending) < settings.BID_BATCH_SIZE:
             return total
+
+
+def _lock_auction(auction_id: int) -> Auction | None:
+    """The auction row, locked FOR NO KEY UPDATE, with its seller's username in `seller_name`."""
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_auction_sql(connection.vendor), [auction_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    auction = sql.instances(Auction, [row[:-1]])[0]
+    auction.seller_name = row[-1]
+    return auction
+
+
+@functools.lru_cache(maxsize=4)
+def _lock_auction_sql(vendor: str) -> str:
+    lock = " FOR NO KEY UPDATE OF a" if vendor == "postgresql" else ""
+    return (f"SELECT {sql.columns(Auction, 'a')}, u.username FROM {Auction._meta.db_table} AS a "
+            f"LEFT JOIN {User._meta.db_table} AS u ON u.id = a.seller_id WHERE a.id = %s{lock}")
+
+
+def _queued_bids(auction_id: int, limit: int) -> list[Bid]:
+    with connection.cursor() as cursor:
+        cursor.execute(_queued_sql(connection.vendor), [auction_id, Bid.Status.QUEUED, limit])
+        return sql.instances(Bid, cursor.fetchall())
+
+
+@functools.lru_cache(maxsize=4)
+def _queued_sql(vendor: str) -> str:
+    return (f"SELECT {sql.columns(Bid)} FROM {Bid._meta.db_table} WHERE auction_id = %s AND status = %s "
+            f"ORDER BY position LIMIT %s")
 
 
 class _Funds:
@@ -559,13 +619,21 @@ class _Funds:
         self.locked.forget()  # through other ledger calls: what was read is stale
 
 
-def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now: datetime) -> _Book:
-    """Decide `pending` (position order) against the locked auction; write bids, standings,
-    holds, settlement and events. The caller holds the Auction row lock and the transaction."""
-    book = _Book(auction, bidders={b.bidder_id for b in pending})
-    users = {b.bidder_id for b in pending} | set(book.state.standings)
+def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, writes: sql.Writes, *,
+                   now: datetime) -> _Book:
+    """Decide `pending` (position order) against the locked auction; queue the writes of bids,
+    standings, holds and auction on `writes` (settling a buy-now at once). The caller holds the
+    Auction row lock and the transaction, and flushes `writes` before anything reads those rows."""
+    bidders = {b.bidder_id for b in pending}
+    book = _Book(auction, bidders=bidders)
+    users = bidders | set(book.state.standings)
     funds = _Funds(auction, users)
-    names = selectors.usernames(users | {auction.seller_id})
+    names = dict(funds.locked.names)
+    if users - names.keys():  # a user without an account (not made by registration): named anyway
+        names.update(selectors.usernames(users - names.keys()))
+    seller_name = getattr(auction, "seller_name", None)
+    if auction.seller_id is not None:
+        names[auction.seller_id] = seller_name or selectors.usernames([auction.seller_id]).get(auction.seller_id)
     outbox.names = names
     moved = False
     for bid in pending:
@@ -600,52 +668,24 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, *, now:
             if decision.bought_now:
                 funds.move_hold(book.state)
                 moved = False
+                funds.locked.write(writes)
+                writes.flush()  # the settlement's ledger calls read the holds just moved
                 _settle_locked(auction, book, outbox, funds.accounts, names, now=now)
                 funds.settled()
         outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
     if moved:
         funds.move_hold(book.state)
+        funds.locked.write(writes)
     outbox.decided.extend(pending)
-    _save_decisions(pending)
-    book.save()
+    _save_decisions(pending, writes)
+    book.save(writes)
     return book
 
 
-def _update_rows(model, fields: list[str], rows: list[tuple]) -> None:
-    """UPDATE each of `rows` ((values of `fields`..., pk)) in one statement, joined to a VALUES
-    list. Django's bulk_update builds a CASE per field and row: in the hot-auction profile that
-    was more than half of the bid worker's time, more than deciding.
-
-    One statement, not `executemany`: psycopg runs executemany in pipeline mode, and a worker
-    stopped mid-pipeline (SIGSTOP, a paused VM) leaves its PostgreSQL session waiting for the
-    rest of the pipeline, which PostgreSQL counts as "active", not "idle in transaction", so
-    WORKER_IDLE_IN_TRANSACTION_S never ends it and the auction's row lock and the bidders'
-    account locks stay held until the worker resumes (tasks/connections.py; the fault suite's
-    pause-bid-worker hung on it)."""
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_update_sql(model, tuple(fields), len(rows), connection.vendor),
-                       [value for row in rows for value in row])
-
-
-@functools.lru_cache(maxsize=512)
-def _update_sql(model, fields: tuple[str, ...], rows: int, vendor: str) -> str:
-    """_update_rows' statement: it depends only on these, so it is built once for each."""
-    meta, quote = model._meta, connection.ops.quote_name
-    targets = [meta.get_field(f) for f in fields] + [meta.pk]
-    columns = [quote(f.column) for f in targets]
-    values = [sql.typed(f"v.{c}", f) for c, f in zip(columns, targets, strict=True)]
-    table, pk = quote(meta.db_table), columns[-1]
-    assignments = ", ".join(f"{c} = {v}" for c, v in zip(columns[:-1], values[:-1], strict=True))
-    return (f"WITH v({', '.join(columns)}) AS (VALUES {sql.values_list(rows, len(columns))}) "
-            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = {values[-1]}")
-
-
-def _save_decisions(bids: list[Bid]) -> None:
+def _save_decisions(bids: list[Bid], writes: sql.Writes) -> None:
     adapt = connection.ops.adapt_datetimefield_value
-    _update_rows(Bid, ["status", "reason", "seq", "decided_at"],
-                 [(b.status, b.reason, b.seq, adapt(b.decided_at), b.pk) for b in bids])
+    writes.add(sql.update_sql(Bid, ("status", "reason", "seq", "decided_at"), ("pk",), len(bids), connection.vendor),
+               [x for b in bids for x in (b.status, b.reason, b.seq, adapt(b.decided_at), b.pk)])
 
 
 def _bid_frame(bid: Bid, names: dict[int, str]) -> dict[str, Any]:
@@ -693,9 +733,11 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
         if auction.status != Auction.Status.LIVE or now < auction.ends_at:
             return False
         outbox = Outbox(auction)
+        writes = sql.Writes()
         pending = list(Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED).order_by("position"))
         if pending:
-            book = _decide_locked(auction, pending, outbox, now=now)
+            book = _decide_locked(auction, pending, outbox, writes, now=now)
+            writes.flush()  # the settlement reads the holds the batch moved
         else:
             book = _Book(auction)
         if auction.status == Auction.Status.LIVE and now >= auction.ends_at:
@@ -704,10 +746,11 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
             names = selectors.usernames(everyone | {auction.seller_id})
             outbox.names = names
             _settle_locked(auction, book, outbox, accounts, names, now=now)
-            book.save()
+            book.save(writes)
         if auction.is_final:
             intake.close(auction_id)
-        outbox.save_events()
+        outbox.save_events(writes)
+        writes.flush()
         outbox.publish_on_commit()
         return auction.status == Auction.Status.ENDED
 

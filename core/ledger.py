@@ -7,6 +7,7 @@ that concurrent decisions on different auctions cannot spend the same coin twice
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import BigIntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from core import clock
+from core import clock, sql
 from core.models import Account, Hold, Transfer, User
 
 
@@ -147,10 +148,11 @@ def hold_release(*, account_id: int, auction_id: int) -> int:
 
 
 class LockedAccounts:
-    """Users' accounts locked for the rest of the transaction (ascending id, one query), with
-    their balances, held totals and active holds on one auction (one more query): what deciding
-    a batch of bids reads once. `move_hold` and `release_hold` then only write, and keep what
-    was read up to date, so they may be called again in the same transaction.
+    """Users' accounts locked for the rest of the transaction (ascending id), read with their
+    active holds on one auction and their usernames, in one statement: what deciding a batch of
+    bids reads once. `move_hold` and `release_hold` change only what was read; `write` stores
+    the result, each changed row once (a hold placed, raised or lowered; a hold released; an
+    account's held total), as statements queued on the caller's core.sql.Writes or run at once.
 
     Written for the decider, which moves an auction's hold once per batch: hold_release then
     hold_set were eight statements, half of deciding a batch."""
@@ -158,52 +160,78 @@ class LockedAccounts:
     def __init__(self, *, auction_id: int, user_ids: Iterable[int]) -> None:
         _require_atomic()
         self.auction_id = auction_id
-        rows = list(Account.objects.select_for_update().filter(user_id__in=set(user_ids)).order_by("pk")
-                    .values_list("user_id", "pk", "balance", "held"))
-        self.account_of = {user_id: pk for user_id, pk, _, _ in rows}
-        self.balance = {pk: balance for _, pk, balance, _ in rows}
-        self.held = {pk: held for _, pk, _, held in rows}
-        self.holds = {account_id: (pk, amount) for pk, account_id, amount in
-                      Hold.objects.filter(auction_id=auction_id, active=True, account_id__in=self.balance)
-                      .values_list("pk", "account_id", "amount")}
+        users = sorted(set(user_ids))
+        rows = []
+        if users:
+            with connection.cursor() as cursor:
+                cursor.execute(_locked_accounts_sql(len(users), connection.vendor), [auction_id, *users])
+                rows = cursor.fetchall()
+        self.account_of = {user_id: pk for user_id, pk, *_ in rows}
+        self.names = {user_id: name for user_id, _, _, _, _, name in rows}
+        self.balance = {pk: balance for _, pk, balance, *_ in rows}
+        self.held = {pk: held for _, pk, _, held, _, _ in rows}
+        self.holds = {pk: amount for _, pk, _, _, amount, _ in rows if amount is not None}
+        self._written_held = dict(self.held)
+        self._written_holds = dict(self.holds)
         self.stale = False
 
     def available_here(self, user_id: int) -> int:
         """What the user can commit to this auction: available plus their own hold here."""
         pk = self._account(user_id)
-        return self.balance[pk] - self.held[pk] + self.holds.get(pk, (None, 0))[1]
+        return self.balance[pk] - self.held[pk] + self.holds.get(pk, 0)
 
     def move_hold(self, *, from_user_id: int | None, to_user_id: int, amount: int) -> None:
         """The auction's hold passes to `to_user_id` at exactly `amount` (placed, raised or
         lowered), and `from_user_id`'s (the holder before) is released. Raises InsufficientFunds,
         changing nothing, if the new holder cannot cover the difference."""
         to = self._account(to_user_id)
-        current = self.holds.get(to)
-        delta = amount - (current[1] if current else 0)
+        delta = amount - self.holds.get(to, 0)
         available = self.balance[to] - self.held[to]
         if delta > available:
             raise InsufficientFunds(f"account {to} has {available} available, needs {delta}")
         if from_user_id is not None and from_user_id != to_user_id:
             self.release_hold(from_user_id)
-        if current is None:
-            self.holds[to] = (Hold.objects.create(account_id=to, auction_id=self.auction_id, amount=amount).pk, amount)
-        elif delta:
-            Hold.objects.filter(pk=current[0]).update(amount=amount)
-            self.holds[to] = (current[0], amount)
-        if delta:
-            self.held[to] += delta
-            Account.objects.filter(pk=to).update(held=self.held[to])
+        self.holds[to] = amount
+        self.held[to] += delta
 
     def release_hold(self, user_id: int) -> int:
         """Release the user's active hold on the auction, if any. Returns the amount released."""
         pk = self._account(user_id)
-        hold = self.holds.pop(pk, None)
-        if hold is None:
-            return 0
-        Hold.objects.filter(pk=hold[0]).update(active=False, released_at=clock.now())
-        self.held[pk] -= hold[1]
-        Account.objects.filter(pk=pk).update(held=self.held[pk])
-        return hold[1]
+        amount = self.holds.pop(pk, 0)
+        self.held[pk] -= amount
+        return amount
+
+    def write(self, writes: sql.Writes | None = None) -> None:
+        """Store what changed since the read (or the last write): queued on `writes`, which the
+        caller flushes in this transaction, or at once. A hold released and placed again on the
+        same account in between is one row whose amount changed."""
+        now = self._writes(writes or sql.Writes())
+        if writes is None:
+            now.flush()
+
+    def _writes(self, writes: sql.Writes) -> sql.Writes:
+        before, after = self._written_holds, self.holds
+        released = [pk for pk in before if pk not in after]
+        placed = [pk for pk in after if pk not in before]
+        changed = [pk for pk in after if pk in before and after[pk] != before[pk]]
+        held = [pk for pk in self.held if self.held[pk] != self._written_held[pk]]
+        vendor, now = connection.vendor, connection.ops.adapt_datetimefield_value(clock.now())
+        if released:
+            writes.add(sql.update_sql(Hold, ("active", "released_at"), ("account",), len(released), vendor,
+                                      _ACTIVE_HERE),
+                       [x for pk in released for x in (False, now, pk)] + [self.auction_id, True])
+        if changed:
+            writes.add(sql.update_sql(Hold, ("amount",), ("account",), len(changed), vendor, _ACTIVE_HERE),
+                       [x for pk in changed for x in (after[pk], pk)] + [self.auction_id, True])
+        if placed:
+            writes.add(sql.insert_sql(Hold, ("account", "auction_id", "amount", "active", "created_at"),
+                                      len(placed), vendor),
+                       [x for pk in placed for x in (pk, self.auction_id, after[pk], True, now)])
+        if held:
+            writes.add(sql.update_sql(Account, ("held",), ("pk",), len(held), vendor),
+                       [x for pk in held for x in (self.held[pk], pk)])
+        self._written_holds, self._written_held = dict(self.holds), dict(self.held)
+        return writes
 
     def forget(self) -> None:
         """Other ledger calls changed these accounts (a settlement): what was read is stale now."""
@@ -216,6 +244,19 @@ class LockedAccounts:
             return self.account_of[user_id]
         except KeyError:
             raise LedgerError(f"user {user_id}'s account was not locked") from None
+
+
+_ACTIVE_HERE = f'"{Hold._meta.db_table}"."auction_id" = %s AND "{Hold._meta.db_table}"."active" = %s'
+
+
+@functools.lru_cache(maxsize=256)
+def _locked_accounts_sql(users: int, vendor: str) -> str:
+    accounts, holds, people = Account._meta.db_table, Hold._meta.db_table, User._meta.db_table
+    lock = " FOR UPDATE OF a" if vendor == "postgresql" else ""  # SQLite serialises writers anyway
+    return (f"SELECT a.user_id, a.id, a.balance, a.held, h.amount, u.username FROM {accounts} AS a "
+            f"JOIN {people} AS u ON u.id = a.user_id "
+            f"LEFT JOIN {holds} AS h ON h.account_id = a.id AND h.auction_id = %s AND h.active "
+            f"WHERE a.user_id IN {sql.in_list(users)} ORDER BY a.id{lock}")
 
 
 def hold_capture(

@@ -78,6 +78,7 @@ def _redis_part(out: _Out, now: float) -> None:
     from tasks import assignment
     from tasks.redis_client import client
 
+    counters.flush()  # this process's own recordings first: a scrape right after a bid shows it
     redis = client()
     pipe = redis.pipeline(transaction=False)
     for family in (*counters.COUNTERS, *counters.HISTOGRAMS):

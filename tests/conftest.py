@@ -45,6 +45,7 @@ def _clean_gavel_keys():
 
     def wipe() -> None:
         counters.take_buffered()
+        counters.flush()  # recordings still queued in this process land before the wipe, not after
         keys = list(client().scan_iter(match="gavel:*", count=1000))
         if keys:
             client().delete(*keys)

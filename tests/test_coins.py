@@ -152,6 +152,7 @@ def test_moving_a_hold_releases_the_old_holders_and_sets_the_new_holders(make_us
         with transaction.atomic():
             locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, bob.pk})
             locked.move_hold(from_user_id=from_user.pk if from_user else None, to_user_id=to_user.pk, amount=amount)
+            locked.write()
 
     move(None, alice, 300)
     assert _holds(7) == {"alice": 300}
@@ -175,6 +176,7 @@ def test_several_moves_in_one_transaction_build_on_each_other(make_user):
         assert locked.available_here(alice.pk) == 1000 and locked.available_here(bob.pk) == 1000
         locked.move_hold(from_user_id=bob.pk, to_user_id=alice.pk, amount=900)
         assert locked.release_hold(alice.pk) == 900
+        locked.write()
     assert _holds(7) == {}
     invariants.assert_coins_conserved()
 
@@ -183,8 +185,9 @@ def test_a_hold_move_the_new_holder_cannot_cover_changes_nothing(make_user):
     alice, bob = make_user("alice"), make_user("bob")
     with transaction.atomic():
         ledger.hold_set(account_id=bob.account.pk, auction_id=8, amount=900)  # bob's coins held elsewhere
-        ledger.LockedAccounts(auction_id=7, user_ids={alice.pk}).move_hold(
-            from_user_id=None, to_user_id=alice.pk, amount=300)
+        first = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk})
+        first.move_hold(from_user_id=None, to_user_id=alice.pk, amount=300)
+        first.write()
     with pytest.raises(ledger.InsufficientFunds), transaction.atomic():
         locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, bob.pk})
         assert locked.available_here(bob.pk) == 100

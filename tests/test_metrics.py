@@ -117,7 +117,7 @@ def test_nothing_is_counted_for_a_decision_that_rolled_back(client, committed, m
     with committed():
         services.bid_submit(auction_id=auction.pk, user=alice, amount=20)
 
-    def crash(bids):
+    def crash(*args):
         raise RuntimeError("the database went away mid-batch")
 
     with committed(), monkeypatch.context() as patched:
@@ -314,3 +314,17 @@ def test_decisions_made_in_a_bid_worker_process_show_in_a_web_scrape(stack, clie
     assert value(m, "gavel_bid_decision_latency_seconds_bucket", le="5.0") == 2  # a live stack decides in ms to ~1 s
     assert value(m, "gavel_bids_received_total", channel="rest") == 2
     assert value(m, "gavel_bid_workers_live") >= 1
+
+
+def test_a_recording_reaches_redis_from_the_writer_thread_without_waiting_for_it(db):
+    """Recording queues; the process's metrics thread sends it (core.counters._Writer), so a
+    bid worker's batch or an intake batch never waits for the metrics round trip."""
+    from tasks.redis_client import client
+    from tests.procs import wait_for
+
+    counters.bids_received({"ws": 3})
+    counters.bids_received({"ws": 2, "rest": 1})
+    field = counters.BIDS_RECEIVED.field
+    wait_for(lambda: client().hget(counters.BIDS_RECEIVED.key, field({"channel": "ws"})) == "5", timeout=5,
+             what="the writer thread's send")
+    assert client().hget(counters.BIDS_RECEIVED.key, field({"channel": "rest"})) == "1"

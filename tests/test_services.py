@@ -246,7 +246,7 @@ _runs = iter(range(10**6))
 
 @pytest.mark.django_db
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(bids=st.lists(st.tuples(st.integers(0, 7), st.integers(10, 400), st.integers(0, 300), st.booleans()),
+@given(bids=st.lists(st.tuples(st.integers(0, 7), st.integers(-10, 40), st.integers(0, 60), st.booleans()),
                      min_size=1, max_size=40))
 def test_deciding_in_batches_matches_a_replay_over_every_standing(bids):
     """A batch reads the standings of its own bidders and of the two highest maxima only
@@ -254,11 +254,19 @@ def test_deciding_in_batches_matches_a_replay_over_every_standing(bids):
     the same decisions, the same price and leader, and the same standings."""
     with transaction.atomic():
         run = next(_runs)
-        users = [User.objects.create_user(f"r{run}u{i}", password="x") for i in range(8)]
+        # Ten users first, so that user ids and the auction's id differ (on SQLite each rolled-back
+        # example starts again at 1): a query mixing them up must not pass by coincidence.
+        users = [User.objects.create_user(f"r{run}u{i}", password="x") for i in range(18)][10:]
+        for user in users:  # the replay below assumes every bid affordable
+            ledger.grant(username=user.username, amount=10**6)
         now = clock.now()
         auction = services.auction_create(title="lot", starts_at=now - timedelta(seconds=1),
                                           ends_at=now + timedelta(minutes=5), starting_price=10, min_increment=5)
-        for user, amount, extra, decide_now in bids:
+        for user, step, extra, decide_now in bids:
+            # Around the price decided so far, so that many bids are accepted and many bidders
+            # hold standings (absolute amounts left most examples with two participants).
+            auction.refresh_from_db(fields=["current_price"])
+            amount = max(1, (auction.current_price or 5) + 5 + step)
             services.bid_submit(auction_id=auction.pk, user=users[user], amount=amount,
                                 max_amount=amount + extra if extra else None)
             if decide_now:
@@ -279,3 +287,23 @@ def test_deciding_in_batches_matches_a_replay_over_every_standing(bids):
         invariants.assert_coins_conserved()
         invariants.assert_holds_match_leader(auction)
         transaction.set_rollback(True)
+
+
+def test_a_bidder_ranked_third_who_bids_again_keeps_one_standing(make_user, make_auction):
+    """A batch reads its bidders' standings and the top two: the third bidder's own standing
+    must be among them, or their second bid would be decided as their first (and stored twice)."""
+    for k in range(3):  # user ids unlike the auction's: a query mixing the two up must not pass by luck
+        make_user(f"nobody{k}")
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    auction = make_auction(min_increment=5)
+    assert auction.pk not in {alice.pk, bob.pk, carol.pk}
+    for user, amount in ((alice, 10), (bob, 15), (carol, 20), (alice, 40)):
+        services.bid_submit(auction_id=auction.pk, user=user, amount=amount)
+        assert services.bids_decide_pending(auction_id=auction.pk) == 1
+    standings = {p.user.username: (p.max_amount, p.own_amount)
+                 for p in Participant.objects.filter(auction=auction).select_related("user")}
+    assert standings == {"alice": (40, 40), "bob": (15, 15), "carol": (20, 20)}
+    auction.refresh_from_db()
+    assert (auction.current_price, auction.leader) == (40, alice)
+    invariants.assert_holds_match_leader(auction)
+    invariants.assert_coins_conserved()

@@ -12,7 +12,7 @@ from typing import Any
 
 from auctions import intake, services
 from auctions.models import Auction, Bid
-from core import clock
+from core import clock, sql
 from core.models import User
 
 
@@ -50,6 +50,8 @@ def bid_decide_locked(auction: Auction, bid: Bid, *, now: datetime) -> None:
     transaction: the product's rules, holds, ledger and events; the events, the bidder's
     bid.result and any outbid frames are published after commit."""
     outbox = services.Outbox(auction)
-    services._decide_locked(auction, [bid], outbox, now=now)
-    outbox.save_events()
+    writes = sql.Writes()
+    services._decide_locked(auction, [bid], outbox, writes, now=now)
+    outbox.save_events(writes)
+    writes.flush()
     outbox.publish_on_commit()

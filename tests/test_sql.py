@@ -1,0 +1,70 @@
+"""core.sql: the hand-written statements of the hot paths, on both databases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from auctions.models import Auction, AuctionEvent, Bid
+from core import clock, ledger, sql
+from core.models import Account
+
+
+@pytest.fixture
+def auctions(db):
+    now = clock.now()
+    return [Auction.objects.create(title=f"lot {n}", starts_at=now, ends_at=now + timedelta(hours=1),
+                                   hard_close_at=now + timedelta(hours=2), starting_price=10) for n in range(3)]
+
+
+def test_queued_writes_all_land_and_on_postgresql_in_one_statement(auctions):
+    first, second, third = auctions
+    at = clock.now()
+    data = AuctionEvent._meta.get_field("data").get_db_prep_save
+    when = connection.ops.adapt_datetimefield_value(at)
+    writes = sql.Writes()
+    writes.add(sql.update_sql(Auction, ("current_price", "seq"), ("pk",), 2, connection.vendor),
+               [15, 3, first.pk, 25, 4, second.pk])
+    writes.add(sql.insert_sql(AuctionEvent, ("auction", "seq", "type", "data", "at"), 2, connection.vendor),
+               [first.pk, 1, "bid.accepted", data({"n": 1}, connection), when,
+                second.pk, 1, "bid.accepted", data({"n": 2}, connection), when])
+    writes.add(sql.update_sql(Auction, ("title",), ("pk",), 1, connection.vendor, '"auctions_auction"."seq" = %s'),
+               ["not this one", third.pk, 99])  # the extra condition holds for no row
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        writes.flush()
+    statements = [q for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == (1 if connection.vendor == "postgresql" else 3)
+    got = {a.pk: (a.current_price, a.seq, a.title) for a in Auction.objects.all()}
+    assert got == {first.pk: (15, 3, "lot 0"), second.pk: (25, 4, "lot 1"), third.pk: (None, 0, "lot 2")}
+    events = AuctionEvent.objects.order_by("auction_id")
+    assert [(e.auction_id, e.data, e.at) for e in events] == [(first.pk, {"n": 1}, at), (second.pk, {"n": 2}, at)]
+    writes.flush()  # flushed writes are gone: nothing runs twice
+    assert AuctionEvent.objects.count() == 2
+
+
+def test_a_failing_write_fails_the_flush_and_the_transaction_keeps_nothing(auctions):
+    first = auctions[0]
+    house = ledger.system_account(Account.Kind.HOUSE)
+    writes = sql.Writes()
+    writes.add(sql.update_sql(Auction, ("current_price",), ("pk",), 1, connection.vendor), [15, first.pk])
+    writes.add(sql.update_sql(Account, ("held",), ("pk",), 1, connection.vendor), [-1, house.pk])  # held >= 0
+    with pytest.raises(IntegrityError), transaction.atomic():
+        writes.flush()
+    first.refresh_from_db()
+    assert first.current_price is None
+
+
+def test_instances_convert_values_as_the_orm_does(auctions):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {sql.columns(Auction)} FROM auctions_auction ORDER BY id")
+        made = sql.instances(Auction, cursor.fetchall())
+    assert [(a.pk, a.title, a.ends_at, a.armed_start) for a in made] == [
+        (a.pk, a.title, a.ends_at, a.armed_start) for a in Auction.objects.order_by("id")]
+    assert all(a.ends_at.tzinfo is not None and a.armed_start is False for a in made)
+    made[0].title = "saved through the ORM"
+    made[0].save(update_fields=["title"])  # an instance like any the ORM makes: not "adding"
+    assert Auction.objects.get(pk=made[0].pk).title == "saved through the ORM"
+    assert Bid.objects.count() == 0
