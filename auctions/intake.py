@@ -53,10 +53,11 @@ def look_many(asked: list[tuple[int, int, str | None, datetime]]) -> list[Look |
         return []
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
+        vendor = connection.vendor
         cursor.execute(
-            _look_sql(len(asked), connection.vendor),
-            [x for k, (auction_id, bidder_id, client_bid_id, now) in enumerate(asked)
-             for x in (k, auction_id, bidder_id, client_bid_id, adapt(now))])
+            _look_sql(sql.shape(len(asked), vendor), vendor),
+            sql.rows_params([(k, auction_id, bidder_id, client_bid_id, adapt(now))
+                             for k, (auction_id, bidder_id, client_bid_id, now) in enumerate(asked)], vendor))
         found = {k: row for k, *row in cursor.fetchall()}
     out: list[Look | None] = []
     for k, (auction_id, *_rest) in enumerate(asked):
@@ -75,8 +76,9 @@ def look_many(asked: list[tuple[int, int, str | None, datetime]]) -> list[Look |
 def _look_sql(rows: int, vendor: str) -> str:
     auctions, bids = Auction._meta.db_table, Bid._meta.db_table
     field = Bid._meta.get_field
+    types = tuple(sql.db_type(field(f)) for f in ("position", "auction", "bidder", "client_bid_id", "received_at"))
     return (
-        f"WITH v(k, auction_id, bidder_id, client_bid_id, at) AS (VALUES {sql.values_list(rows, 5)}) "
+        f"WITH v(k, auction_id, bidder_id, client_bid_id, at) AS ({sql.rows_source(types, rows, vendor)}) "
         f"SELECT {sql.typed('v.k', field('position'))}, a.seller_id, a.status, "
         f"a.ends_at <= {sql.typed('v.at', field('received_at'))}, "
         f"(SELECT b.id FROM {bids} AS b WHERE b.auction_id = a.id"
@@ -144,13 +146,14 @@ def _receive_sql(rows: int, vendor: str) -> str:
     intake, bids, auctions = Intake._meta.db_table, Bid._meta.db_table, Auction._meta.db_table
     fields = [Bid._meta.get_field(c) for c in _COLUMNS]
     values = ", ".join(sql.typed(f"v.{c}", f) for c, f in zip(_COLUMNS, fields, strict=True))
+    types = (*(sql.db_type(f) for f in fields), sql.db_type(Bid._meta.get_field("position")))
     return f"""
         WITH pos AS (
             UPDATE {intake} AS i SET last_position = i.last_position + %s
             WHERE i.auction_id = %s AND NOT i.closed AND EXISTS (
                 SELECT 1 FROM {auctions} AS a WHERE a.id = i.auction_id AND a.status = %s AND a.ends_at > %s)
             RETURNING i.last_position
-        ), v({", ".join(_COLUMNS)}, n) AS (VALUES {sql.values_list(rows, len(_COLUMNS) + 1)})
+        ), v({", ".join(_COLUMNS)}, n) AS ({sql.rows_source(types, rows, vendor)})
         INSERT INTO {bids} ({", ".join(_COLUMNS)}, position)
         SELECT {values}, pos.last_position - %s + CAST(v.n AS integer) FROM pos, v
         RETURNING id, position"""
@@ -160,11 +163,11 @@ def _one_statement(group: list[Bid]) -> bool:
     """Store `group` (bids of one auction) in one autocommit statement: the Intake row's lock is
     held inside the server only. Sets each bid's pk and position and returns True, or stores
     nothing and returns False when the auction takes no bids as of the group's last received_at."""
-    k = len(group)
-    statement = _receive_sql(k, connection.vendor)
+    k, vendor = len(group), connection.vendor
+    statement = _receive_sql(sql.shape(k, vendor), vendor)
     adapt = connection.ops.adapt_datetimefield_value
-    rows = [x for n, bid in enumerate(group, start=1)
-            for x in (*(getattr(bid, c) for c in _COLUMNS[:-1]), adapt(bid.received_at), n)]
+    rows = sql.rows_params([(*(getattr(bid, c) for c in _COLUMNS[:-1]), adapt(bid.received_at), n)
+                            for n, bid in enumerate(group, start=1)], vendor)
     latest = max(bid.received_at for bid in group)
     params = [k, group[0].auction_id, Auction.Status.LIVE, latest, *rows, k]
     # Inside a caller's transaction a savepoint keeps a duplicate client_bid_id from breaking it;

@@ -61,10 +61,9 @@ class Outbox:
             return
         data, at = (AuctionEvent._meta.get_field(f).get_db_prep_save for f in ("data", "at"))
         now = writes or sql.Writes()
-        now.add(sql.insert_sql(AuctionEvent, ("auction", "seq", "type", "data", "at"), len(self.events),
-                               connection.vendor),
-                [x for e in self.events
-                 for x in (e.auction_id, e.seq, e.type, data(e.data, connection), at(e.at, connection))])
+        now.add(*sql.insert(AuctionEvent, ("auction", "seq", "type", "data", "at"),
+                            [(e.auction_id, e.seq, e.type, data(e.data, connection), at(e.at, connection))
+                             for e in self.events]))
         if writes is None:
             now.flush()
 
@@ -470,23 +469,22 @@ class _Book:
 
     def save(self, writes: sql.Writes) -> None:
         """Queue the changed standings and the auction row: at most one INSERT and two UPDATEs."""
-        vendor = connection.vendor
         new = [self.state.standings[u] for u in self.changed if u not in self.stored]
         old = [self.state.standings[u] for u in self.changed if u in self.stored]
         if new:
-            writes.add(sql.insert_sql(Participant, ("auction", "user", *_STANDING_FIELDS), len(new), vendor),
-                       [x for s in new for x in (self.auction.pk, s.user_id, *_standing_values(s))])
+            writes.add(*sql.insert(Participant, ("auction", "user", *_STANDING_FIELDS),
+                                   [(self.auction.pk, s.user_id, *_standing_values(s)) for s in new]))
             self.stored.update(s.user_id for s in new)
         if old:
-            writes.add(sql.update_sql(Participant, _STANDING_FIELDS, ("user",), len(old), vendor, _OF_AUCTION),
-                       [x for s in old for x in (*_standing_values(s), s.user_id)] + [self.auction.pk])
+            writes.add(*sql.update(Participant, _STANDING_FIELDS, ("user",),
+                                   [(*_standing_values(s), s.user_id) for s in old], _OF_AUCTION, (self.auction.pk,)))
         self.changed.clear()
         a, st = self.auction, self.state
         a.current_price, a.leader_id, a.bid_count = st.current_price, st.leader_id, st.bid_count
         adapt = connection.ops.adapt_datetimefield_value
-        writes.add(sql.update_sql(Auction, _AUCTION_FIELDS, ("pk",), 1, vendor),
-                   [a.current_price, a.leader_id, a.bid_count, a.seq, adapt(a.ends_at), a.end_version, a.status,
-                    a.winner_id, a.final_price, adapt(a.ended_at), a.pk])
+        writes.add(*sql.update(Auction, _AUCTION_FIELDS, ("pk",), [(
+            a.current_price, a.leader_id, a.bid_count, a.seq, adapt(a.ends_at), a.end_version, a.status, a.winner_id,
+            a.final_price, adapt(a.ended_at), a.pk)]))
 
 
 _STANDING_FIELDS = ("max_amount", "max_bid", "max_position", "own_amount", "shown_amount")
@@ -684,8 +682,8 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, writes:
 
 def _save_decisions(bids: list[Bid], writes: sql.Writes) -> None:
     adapt = connection.ops.adapt_datetimefield_value
-    writes.add(sql.update_sql(Bid, ("status", "reason", "seq", "decided_at"), ("pk",), len(bids), connection.vendor),
-               [x for b in bids for x in (b.status, b.reason, b.seq, adapt(b.decided_at), b.pk)])
+    writes.add(*sql.update(Bid, ("status", "reason", "seq", "decided_at"), ("pk",),
+                           [(b.status, b.reason, b.seq, adapt(b.decided_at), b.pk) for b in bids]))
 
 
 def _bid_frame(bid: Bid, names: dict[int, str]) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """What one decide costs the bid worker, in process: no web node, no Celery, no clients.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/gavel_decide \\
-        .venv/bin/python -m bench.decide_cost --auctions 20 --bidders 10 --batch 10 --rounds 30
+    .venv/bin/python -m bench.decide_cost --auctions 20 --bidders 10 --batch 10 --rounds 30 \\
+        --database-url postgres://postgres@127.0.0.1:5432/gavel_decide --redis-url redis://127.0.0.1:6379/7
 
-Creates AUCTIONS live auctions with BIDDERS bidders each (database created and migrated if
-missing, its tables emptied first), then ROUNDS times: stores BATCH queued bids on every auction
+Creates AUCTIONS live auctions with BIDDERS bidders each (the database created and migrated if
+missing, its tables emptied first: its name must contain "decide" or "bench"; `sqlite:///PATH`
+works too), then ROUNDS times: stores BATCH queued bids on every auction
 (through auctions.intake, as the web node does; every bidder bids the minimum the auction asks
 before the batch, so the first bid of a batch is accepted and most others are below the minimum,
 as in the many-auctions benchmark) and decides each auction's batch with
@@ -52,13 +53,27 @@ def _ensure_database(database_url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def _drop_database(database_url: str) -> None:
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _empty_tables() -> None:
     from django.apps import apps
     from django.db import connection
 
-    tables = [m._meta.db_table for m in apps.get_models() if m._meta.app_label in ("auctions", "core")]
+    models = [m for m in apps.get_models() if m._meta.app_label in ("auctions", "core")]
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        if connection.vendor == "postgresql":
+            cursor.execute(f"TRUNCATE {', '.join(m._meta.db_table for m in models)} RESTART IDENTITY CASCADE")
+        else:
+            cursor.execute("PRAGMA foreign_keys = OFF")
+            for model in models:
+                cursor.execute(f"DELETE FROM {model._meta.db_table}")
+            cursor.execute("PRAGMA foreign_keys = ON")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bidders", type=int, default=10)
     p.add_argument("--batch", type=int, default=10, help="queued bids per auction per round")
     p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7"),
+                   help="where the decider's after-commit publishing and metrics go")
+    p.add_argument("--drop-db", action="store_true", help="drop the PostgreSQL database afterwards")
     a = p.parse_args(argv)
-    if a.database_url.startswith("postgres"):
+    os.environ["REDIS_URL"] = a.redis_url
+    name = a.database_url.rsplit("/", 1)[-1]
+    if "decide" not in name and "bench" not in name:
+        p.error(f"{name!r}: this tool empties the database's tables, so its name must contain 'decide' or 'bench'")
+    postgres = a.database_url.startswith("postgres")
+    if postgres:
         _ensure_database(a.database_url)
+    try:
+        return _run(a)
+    finally:
+        if postgres and a.drop_db:
+            from django.db import connections
+
+            connections.close_all()
+            _drop_database(a.database_url)
+
+
+def _run(a: argparse.Namespace) -> int:
     _setup_django(a.database_url)
     logging.getLogger("auctions").setLevel(logging.WARNING)  # a log line per decide is not what is measured
 

@@ -215,21 +215,18 @@ class LockedAccounts:
         placed = [pk for pk in after if pk not in before]
         changed = [pk for pk in after if pk in before and after[pk] != before[pk]]
         held = [pk for pk in self.held if self.held[pk] != self._written_held[pk]]
-        vendor, now = connection.vendor, connection.ops.adapt_datetimefield_value(clock.now())
+        now = connection.ops.adapt_datetimefield_value(clock.now())
         if released:
-            writes.add(sql.update_sql(Hold, ("active", "released_at"), ("account",), len(released), vendor,
-                                      _ACTIVE_HERE),
-                       [x for pk in released for x in (False, now, pk)] + [self.auction_id, True])
+            writes.add(*sql.update(Hold, ("active", "released_at"), ("account",), [(False, now, pk) for pk in released],
+                                   _ACTIVE_HERE, (self.auction_id, True)))
         if changed:
-            writes.add(sql.update_sql(Hold, ("amount",), ("account",), len(changed), vendor, _ACTIVE_HERE),
-                       [x for pk in changed for x in (after[pk], pk)] + [self.auction_id, True])
+            writes.add(*sql.update(Hold, ("amount",), ("account",), [(after[pk], pk) for pk in changed],
+                                   _ACTIVE_HERE, (self.auction_id, True)))
         if placed:
-            writes.add(sql.insert_sql(Hold, ("account", "auction_id", "amount", "active", "created_at"),
-                                      len(placed), vendor),
-                       [x for pk in placed for x in (pk, self.auction_id, after[pk], True, now)])
+            writes.add(*sql.insert(Hold, ("account", "auction_id", "amount", "active", "created_at"),
+                                   [(pk, self.auction_id, after[pk], True, now) for pk in placed]))
         if held:
-            writes.add(sql.update_sql(Account, ("held",), ("pk",), len(held), vendor),
-                       [x for pk in held for x in (self.held[pk], pk)])
+            writes.add(*sql.update(Account, ("held",), ("pk",), [(self.held[pk], pk) for pk in held]))
         self._written_holds, self._written_held = dict(self.holds), dict(self.held)
         return writes
 

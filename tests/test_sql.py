@@ -26,13 +26,12 @@ def test_queued_writes_all_land_and_on_postgresql_in_one_statement(auctions):
     data = AuctionEvent._meta.get_field("data").get_db_prep_save
     when = connection.ops.adapt_datetimefield_value(at)
     writes = sql.Writes()
-    writes.add(sql.update_sql(Auction, ("current_price", "seq"), ("pk",), 2, connection.vendor),
-               [15, 3, first.pk, 25, 4, second.pk])
-    writes.add(sql.insert_sql(AuctionEvent, ("auction", "seq", "type", "data", "at"), 2, connection.vendor),
-               [first.pk, 1, "bid.accepted", data({"n": 1}, connection), when,
-                second.pk, 1, "bid.accepted", data({"n": 2}, connection), when])
-    writes.add(sql.update_sql(Auction, ("title",), ("pk",), 1, connection.vendor, '"auctions_auction"."seq" = %s'),
-               ["not this one", third.pk, 99])  # the extra condition holds for no row
+    writes.add(*sql.update(Auction, ("current_price", "seq"), ("pk",), [(15, 3, first.pk), (25, 4, second.pk)]))
+    writes.add(*sql.insert(AuctionEvent, ("auction", "seq", "type", "data", "at"),
+                           [(first.pk, 1, "bid.accepted", data({"n": 1}, connection), when),
+                            (second.pk, 1, "bid.accepted", data({"n": 2}, connection), when)]))
+    writes.add(*sql.update(Auction, ("title",), ("pk",), [("not this one", third.pk)], '"auctions_auction"."seq" = %s',
+                           (99,)))  # the extra condition holds for no row
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         writes.flush()
     statements = [q for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
@@ -49,8 +48,8 @@ def test_a_failing_write_fails_the_flush_and_the_transaction_keeps_nothing(aucti
     first = auctions[0]
     house = ledger.system_account(Account.Kind.HOUSE)
     writes = sql.Writes()
-    writes.add(sql.update_sql(Auction, ("current_price",), ("pk",), 1, connection.vendor), [15, first.pk])
-    writes.add(sql.update_sql(Account, ("held",), ("pk",), 1, connection.vendor), [-1, house.pk])  # held >= 0
+    writes.add(*sql.update(Auction, ("current_price",), ("pk",), [(15, first.pk)]))
+    writes.add(*sql.update(Account, ("held",), ("pk",), [(-1, house.pk)]))  # held >= 0
     with pytest.raises(IntegrityError), transaction.atomic():
         writes.flush()
     first.refresh_from_db()
