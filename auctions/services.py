@@ -629,9 +629,9 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, writes:
     names = dict(funds.locked.names)
     if users - names.keys():  # a user without an account (not made by registration): named anyway
         names.update(selectors.usernames(users - names.keys()))
-    seller_name = getattr(auction, "seller_name", None)
-    if auction.seller_id is not None:
-        names[auction.seller_id] = seller_name or selectors.usernames([auction.seller_id]).get(auction.seller_id)
+    if auction.seller_id is not None:  # read with the lock (_lock_auction); the baselines lock otherwise
+        names[auction.seller_id] = (getattr(auction, "seller_name", None)
+                                    or selectors.usernames([auction.seller_id]).get(auction.seller_id))
     outbox.names = names
     moved = False
     for bid in pending:
@@ -726,7 +726,7 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
     with transaction.atomic():
         if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
             return False
-        auction = Auction.objects.select_for_update(no_key=True).get(pk=auction_id)
+        auction = _lock_auction(auction_id)  # exists: its Intake row does
         now = now or clock.now()
         if auction.status != Auction.Status.LIVE or now < auction.ends_at:
             return False

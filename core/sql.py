@@ -1,8 +1,12 @@
-"""Small helpers for the hand-written SQL of the hot paths (intake, the decider's writes).
+"""Small helpers for the hand-written SQL of the hot paths (intake, the decider's reads and writes).
 
-Those statements join a VALUES list of parameters to a table: one statement for many rows,
-where executemany would take a round trip per row or, on psycopg, a pipeline (see
-auctions/services._update_rows for why the workers avoid pipelines)."""
+Those statements join a table of parameter rows to a table: one statement for many rows, where
+executemany would take a round trip per row or, on psycopg, a pipeline. Workers avoid pipelines:
+a worker stopped mid-pipeline (SIGSTOP, a paused VM) leaves its PostgreSQL session waiting for
+the rest of it, which PostgreSQL counts as "active", not "idle in transaction", so
+WORKER_IDLE_IN_TRANSACTION_S never ends it and the auction's row lock and the bidders' account
+locks stay held until the worker resumes (tasks/connections.py; the fault suite's
+pause-bid-worker hung on it). `Writes` sends a transaction's writes as one statement instead."""
 
 from __future__ import annotations
 
@@ -129,7 +133,7 @@ def _conversions(model, vendor: str) -> tuple[list[str], list]:
 
 def in_list(rows: int) -> str:
     """`(%s, %s, %s)`: the placeholders of an IN list of `rows` values (at least one)."""
-    return "(" + ", ".join(["%s"] * rows) + ")"
+    return values_list(1, rows)
 
 
 class Writes:

@@ -216,7 +216,7 @@ def test_deciding_a_batch_never_leaves_a_session_inside_a_pipeline(make_user, ma
     which WORKER_IDLE_IN_TRANSACTION_S ends, freeing the auction's and the bidders' locks. A
     session stopped inside a psycopg pipeline (what executemany uses) counts as active, so
     nothing ends it: the fault suite's pause-bid-worker hung for as long as the worker was
-    stopped (auctions/services._update_rows)."""
+    stopped (core/sql.py)."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
