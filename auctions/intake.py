@@ -60,13 +60,20 @@ def look_many(asked: list[tuple[int, int, str | None, datetime]]) -> list[Look |
                              for k, (auction_id, bidder_id, client_bid_id, now) in enumerate(asked)], vendor))
         found = {k: row for k, *row in cursor.fetchall()}
     out: list[Look | None] = []
+    # One instance per auction of the batch: a model's __init__ was ~5% of a web process's
+    # samples at 900 bids/s on one auction. Its bids share it (read only: seller and status).
+    auctions: dict[tuple, Auction] = {}
     for k, (auction_id, *_rest) in enumerate(asked):
         row = found.get(k)
         if row is None:
             out.append(None)
             continue
         seller_id, status, ended, earlier = row
-        out.append(Look(Auction(pk=auction_id, seller_id=seller_id, status=status), bool(ended), earlier))
+        auction = auctions.get((auction_id, seller_id, status))
+        if auction is None:
+            auction = auctions[auction_id, seller_id, status] = Auction(pk=auction_id, seller_id=seller_id,
+                                                                        status=status)
+        out.append(Look(auction, bool(ended), earlier))
     return out
 
 

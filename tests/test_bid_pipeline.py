@@ -355,7 +355,7 @@ def test_ringing_several_auctions_at_once_sends_one_doorbell_each_until_answered
     """doorbell.ring_many (an intake batch's auctions): marks in one round trip on the real Redis,
     a message for each auction not rung already, none for one whose doorbell is on its way."""
     sent = []
-    monkeypatch.setattr(doorbell, "_send", lambda auction_id, *, forced: sent.append(auction_id))
+    monkeypatch.setattr(doorbell, "_send_many", lambda auction_ids, *, forced=False: sent.extend(auction_ids))
     ids = [990_001, 990_002, 990_003]
     for auction_id in ids:
         doorbell.answered(auction_id)
@@ -367,3 +367,47 @@ def test_ringing_several_auctions_at_once_sends_one_doorbell_each_until_answered
     doorbell.answered(ids[2])
     doorbell.ring_many(ids)
     assert sent == [ids[1], ids[0], ids[2], ids[2]]
+
+
+def test_an_intake_batch_rings_each_auction_with_one_celery_message_on_its_queue():
+    """doorbell.ring_many sends its messages in one kombu producer batch: each auction's queue on
+    the real broker holds one decide message for that auction, as a bid worker will read it."""
+    import json
+
+    from tasks.redis_client import client
+
+    ids = [990_011, 990_012, 990_013]
+    for auction_id in ids:
+        doorbell.answered(auction_id)
+        client().delete(auction_queue(auction_id))
+    try:
+        doorbell.ring_many(ids)
+        for auction_id in ids:
+            queued = client().lrange(auction_queue(auction_id), 0, -1)
+            assert len(queued) == 1
+            message = json.loads(queued[0])
+            assert message["headers"]["task"] == doorbell.DECIDE_TASK
+            assert message["headers"]["argsrepr"] == repr([auction_id])
+            assert message["properties"]["delivery_info"]["routing_key"] == auction_queue(auction_id)
+    finally:
+        for auction_id in ids:
+            doorbell.answered(auction_id)
+            client().delete(auction_queue(auction_id))
+
+
+def test_a_batch_of_doorbells_the_broker_refuses_clears_their_marks(monkeypatch, caplog):
+    """If the broker takes none of a batch, each auction's mark goes, so the next bid (or the
+    sweep) rings again instead of waiting out DOORBELL_TTL_S."""
+    from tasks.redis_client import client
+
+    ids = [990_021, 990_022]
+    for auction_id in ids:
+        doorbell.answered(auction_id)
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(doorbell._app(), "send_task", refuse)
+    doorbell.ring_many(ids)
+    assert [client().exists(doorbell._bell_key(auction_id)) for auction_id in ids] == [0, 0]
+    assert "could not ring auctions" in caplog.text
