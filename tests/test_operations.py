@@ -6,6 +6,7 @@ real worker is tests/test_bid_pipeline.py's business."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -33,8 +34,17 @@ def sent(monkeypatch) -> list[tuple[str, str]]:
         def add_consumer(self, queue, **_kwargs):
             messages.append(("add_consumer", queue))
 
+    class Producer:
+        @contextlib.contextmanager
+        def batch(self):
+            yield
+
     class App:
         control = Control()
+
+        @contextlib.contextmanager
+        def producer_or_acquire(self):
+            yield Producer()
 
         def send_task(self, name, args=None, queue=None, **_kwargs):
             messages.append((name, queue))
