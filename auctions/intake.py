@@ -206,7 +206,24 @@ def _locked(bid: Bid) -> Bid | None:
     return bid
 
 
-def close(auction_id: int) -> None:
+def lock(auction_id: int) -> bool:
+    """Lock the auction's Intake row (an end's or cancel's first step, before the Auction row);
+    False if there is no such auction."""
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_sql(connection.vendor), [auction_id])
+        return cursor.fetchone() is not None
+
+
+@functools.lru_cache(maxsize=4)
+def _lock_sql(vendor: str) -> str:
+    lock = " FOR UPDATE" if vendor == "postgresql" else ""
+    return f"SELECT 1 FROM {Intake._meta.db_table} WHERE auction_id = %s{lock}"
+
+
+def close(auction_id: int, writes: sql.Writes | None = None) -> None:
     """Take no more bids: called by an end or cancel, holding the Intake lock, in the transaction
-    that makes the auction final."""
-    Intake.objects.filter(pk=auction_id).update(closed=True)
+    that makes the auction final; queued on `writes` when given (the caller flushes it)."""
+    if writes is None:
+        Intake.objects.filter(pk=auction_id).update(closed=True)
+    else:
+        writes.add(*sql.update(Intake, ("closed",), ("pk",), [(True, auction_id)]))

@@ -511,10 +511,6 @@ def _standings_sql(bidders: int | None, vendor: str) -> str:
             f"ORDER BY max_amount DESC, max_position LIMIT 2) AS top")
 
 
-def _account_ids(user_ids: set[int]) -> dict[int, int]:
-    return dict(Account.objects.filter(user_id__in=user_ids).values_list("user_id", "pk"))
-
-
 def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
     """Decide every bid of the auction still queued, in position order, in batches of
     BID_BATCH_SIZE, one transaction each, under the auction's row lock.
@@ -569,6 +565,9 @@ def _lock_auction_sql(vendor: str) -> str:
             f"LEFT JOIN {User._meta.db_table} AS u ON u.id = a.seller_id WHERE a.id = %s{lock}")
 
 
+EVERY_BID = 2**62  # a LIMIT both databases take, for "all of them"
+
+
 def _queued_bids(auction_id: int, limit: int) -> list[Bid]:
     with connection.cursor() as cursor:
         cursor.execute(_queued_sql(connection.vendor), [auction_id, Bid.Status.QUEUED, limit])
@@ -614,7 +613,7 @@ class _Funds:
 
     def settled(self) -> None:
         self.holder = None  # settlement captured or released every hold
-        self.locked.forget()  # through other ledger calls: what was read is stale
+        self.locked.forget()  # through accounts read again: what was read here is stale
 
 
 def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, writes: sql.Writes, *,
@@ -626,12 +625,7 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, writes:
     book = _Book(auction, bidders=bidders)
     users = bidders | set(book.state.standings)
     funds = _Funds(auction, users)
-    names = dict(funds.locked.names)
-    if users - names.keys():  # a user without an account (not made by registration): named anyway
-        names.update(selectors.usernames(users - names.keys()))
-    if auction.seller_id is not None:  # read with the lock (_lock_auction); the baselines lock otherwise
-        names[auction.seller_id] = (getattr(auction, "seller_name", None)
-                                    or selectors.usernames([auction.seller_id]).get(auction.seller_id))
+    names = _names(auction, funds.locked, users)
     outbox.names = names
     moved = False
     for bid in pending:
@@ -667,9 +661,9 @@ def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, writes:
                 funds.move_hold(book.state)
                 moved = False
                 funds.locked.write(writes)
-                writes.flush()  # the settlement's ledger calls read the holds just moved
-                _settle_locked(auction, book, outbox, funds.accounts, names, now=now)
+                writes.flush()  # the settlement reads the holds just moved
                 funds.settled()
+                _settle(auction, book, outbox, writes, now=now)
         outbox.to_user(bid.bidder_id, {"type": "bid.result", "bid": _bid_frame(bid, names)})
     if moved:
         funds.move_hold(book.state)
@@ -721,10 +715,10 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
 
     Bids are drained first without the Intake lock so that bidders are not blocked long; the
     final check takes Intake then Auction, so no bid can be received between it and the end."""
-    if Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED).exists():
+    if _queued_bids(auction_id, 1):
         bids_decide_pending(auction_id=auction_id, now=now)
     with transaction.atomic():
-        if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
+        if not intake.lock(auction_id):
             return False
         auction = _lock_auction(auction_id)  # exists: its Intake row does
         now = now or clock.now()
@@ -732,50 +726,62 @@ def auction_end(*, auction_id: int, now: datetime | None = None) -> bool:
             return False
         outbox = Outbox(auction)
         writes = sql.Writes()
-        pending = list(Bid.objects.filter(auction_id=auction_id, status=Bid.Status.QUEUED).order_by("position"))
+        pending = _queued_bids(auction_id, EVERY_BID)
         if pending:
             book = _decide_locked(auction, pending, outbox, writes, now=now)
             writes.flush()  # the settlement reads the holds the batch moved
         else:
             book = _Book(auction)
         if auction.status == Auction.Status.LIVE and now >= auction.ends_at:
-            everyone = set(book.everyone())
-            accounts = _account_ids(everyone)
-            names = selectors.usernames(everyone | {auction.seller_id})
-            outbox.names = names
-            _settle_locked(auction, book, outbox, accounts, names, now=now)
+            _settle(auction, book, outbox, writes, now=now)
             book.save(writes)
         if auction.is_final:
-            intake.close(auction_id)
+            intake.close(auction_id, writes)
         outbox.save_events(writes)
         writes.flush()
         outbox.publish_on_commit()
         return auction.status == Auction.Status.ENDED
 
 
-def _settle_locked(auction: Auction, book: _Book, outbox: Outbox, accounts: dict[int, int],
-                   names: dict[int, str], *, now: datetime) -> None:
+def _names(auction: Auction, locked: ledger.LockedAccounts, users: set[int]) -> dict[int, str]:
+    """`users`' and the seller's usernames: those `locked` read with their accounts, the others
+    (a user without an account, not made by registration) read now."""
+    names = dict(locked.names)
+    if users - names.keys():
+        names.update(selectors.usernames(users - names.keys()))
+    if auction.seller_id is not None:  # read with the lock (_lock_auction); the baselines lock otherwise
+        names[auction.seller_id] = (getattr(auction, "seller_name", None)
+                                    or selectors.usernames([auction.seller_id]).get(auction.seller_id))
+    return names
+
+
+def _settle(auction: Auction, book: _Book, outbox: Outbox, writes: sql.Writes, *, now: datetime) -> None:
     """Rule 8: move exactly final_price from the winner to the seller (or the house), release
-    every other hold, mark the auction ended and emit auction.ended, all in the caller's
-    transaction. The unique settlement per auction in the ledger makes a second payment impossible."""
+    every other hold, mark the auction ended and emit auction.ended; the ledger's writes are
+    queued on `writes`, in the caller's transaction. Every participant's account and the
+    seller's are locked (ascending id) and read with their holds here in one statement. The
+    unique settlement per auction in the ledger makes a second payment impossible."""
+    everyone = set(book.everyone())
+    seller = {auction.seller_id} if auction.seller_id is not None else set()
+    locked = ledger.LockedAccounts(auction_id=auction.pk, user_ids=everyone | seller)
+    outbox.names = {**(outbox.names or {}), **_names(auction, locked, everyone)}
     outcome = rules.outcome(book.terms, book.state)
     if outcome.winner_id is not None and outcome.final_price is not None:
         if auction.seller_id is not None:
-            credit_id = Account.objects.get(user_id=auction.seller_id).pk
+            credit_id = locked.account(auction.seller_id)
         else:
             credit_id = ledger.system_account(Account.Kind.HOUSE).pk
-        ledger.hold_capture(
-            account_id=accounts[outcome.winner_id], auction_id=auction.pk, amount=outcome.final_price,
-            credit_id=credit_id, memo=f"auction #{auction.pk}: {auction.title}"[:200],
-        )
-    _release_all_holds(auction.pk)
+        locked.capture(user_id=outcome.winner_id, amount=outcome.final_price, credit_account_id=credit_id,
+                       memo=f"auction #{auction.pk}: {auction.title}")
+    locked.release_all()
+    locked.write(writes)
     auction.status = Auction.Status.ENDED
     auction.winner_id = outcome.winner_id
     auction.final_price = outcome.final_price
     auction.ended_at = now
     book.state = replace(book.state, status=rules.ENDED)
     outbox.emit("auction.ended", {
-        "winner": names.get(outcome.winner_id) if outcome.winner_id else None,
+        "winner": outbox.names.get(outcome.winner_id) if outcome.winner_id else None,
         "final_price": outcome.final_price,
         "reserve_met": outcome.reserve_met,
     }, at=now)
@@ -801,7 +807,7 @@ def auction_cancel(*, auction_id: int, now: datetime | None = None) -> Auction:
     `auction.cancelled` emitted; no coins move. 409 if the auction is already final."""
     now = now or clock.now()
     with transaction.atomic():
-        if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
+        if not intake.lock(auction_id):
             raise NotFound("auction not found")
         auction = Auction.objects.select_for_update(no_key=True).get(pk=auction_id)
         if auction.is_final:
@@ -831,7 +837,7 @@ def auction_reschedule_end(*, auction_id: int, ends_at: datetime, now: datetime 
     later to extend it). A live auction's stream gets `auction.extended` when the end moves later."""
     now = now or clock.now()
     with transaction.atomic():
-        if not Intake.objects.select_for_update().filter(pk=auction_id).exists():
+        if not intake.lock(auction_id):
             raise NotFound("auction not found")
         auction = Auction.objects.select_for_update(no_key=True).get(pk=auction_id)
         if auction.is_final:

@@ -205,3 +205,67 @@ def test_locked_accounts_refuse_to_write_once_other_ledger_calls_changed_them(ma
             locked.move_hold(from_user_id=None, to_user_id=alice.pk, amount=10)
         with pytest.raises(ledger.LedgerError):
             ledger.LockedAccounts(auction_id=7, user_ids=set()).release_hold(alice.pk)
+
+
+def _hold(user, auction_id: int, amount: int) -> None:
+    with transaction.atomic():
+        locked = ledger.LockedAccounts(auction_id=auction_id, user_ids={user.pk})
+        locked.move_hold(from_user_id=None, to_user_id=user.pk, amount=amount)
+        locked.write()
+
+
+def test_a_capture_pays_the_price_from_the_winners_hold_and_records_the_settlement(make_user):
+    alice, seller = make_user("alice"), make_user("seller")
+    _hold(alice, 7, 300)
+    _hold(alice, 8, 100)  # held on another auction: stays held
+    with transaction.atomic():
+        locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, seller.pk})
+        locked.capture(user_id=alice.pk, amount=250, credit_account_id=locked.account(seller.pk), memo="lot 7")
+        locked.release_all()
+        locked.write()
+    alice.account.refresh_from_db()
+    seller.account.refresh_from_db()
+    assert (alice.account.balance, alice.account.held, seller.account.balance) == (750, 100, 1250)
+    assert _holds(7) == {} and _holds(8) == {"alice": 100}
+    settlement = Transfer.objects.get(auction_id=7, kind="settlement")
+    assert (settlement.debit_id, settlement.credit_id, settlement.amount, settlement.memo) == (
+        alice.account.pk, seller.account.pk, 250, "lot 7")
+    assert (settlement.debit_balance_after, settlement.credit_balance_after) == (750, 1250)
+    invariants.assert_coins_conserved()
+
+
+def test_a_capture_can_pay_the_house_whose_account_is_no_users(make_user):
+    alice = make_user("alice")
+    _hold(alice, 7, 300)
+    house = ledger.system_account(Account.Kind.HOUSE)
+    with transaction.atomic():
+        locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk})
+        locked.capture(user_id=alice.pk, amount=300, credit_account_id=house.pk)
+        locked.write()
+    house.refresh_from_db()
+    alice.account.refresh_from_db()
+    assert (alice.account.balance, alice.account.held, house.balance) == (700, 0, 300)
+    invariants.assert_coins_conserved()
+
+
+def test_a_capture_beyond_the_winners_coins_is_refused_and_changes_nothing(make_user):
+    alice, seller = make_user("alice"), make_user("seller")
+    _hold(alice, 7, 300)
+    _hold(alice, 8, 700)  # the rest of alice's coins, held elsewhere
+    with pytest.raises(ledger.InsufficientFunds), transaction.atomic():
+        locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, seller.pk})
+        locked.capture(user_id=alice.pk, amount=301, credit_account_id=locked.account(seller.pk))
+    assert _holds(7) == {"alice": 300} and not Transfer.objects.filter(kind="settlement").exists()
+    invariants.assert_coins_conserved()
+
+
+def test_locked_accounts_changed_after_other_ledger_calls_refuse_to_write(make_user):
+    """A write from a stale read would put back the balances and held totals it read."""
+    alice, seller = make_user("alice"), make_user("seller")
+    _hold(alice, 7, 300)
+    with transaction.atomic():
+        locked = ledger.LockedAccounts(auction_id=7, user_ids={alice.pk, seller.pk})
+        locked.capture(user_id=alice.pk, amount=300, credit_account_id=locked.account(seller.pk))
+        locked.forget()
+        with pytest.raises(RuntimeError):
+            locked.write()
