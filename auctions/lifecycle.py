@@ -81,15 +81,24 @@ def timers_fire(*, items: list[tuple[str, int, int, str]]) -> int:
     """Fire armed timers at their times (the task arrives at the first one's ETA): starts run
     here, ends ring the auction's own queue so that the end is decided after its bids."""
     fired = 0
-    for kind, auction_id, version, at in sorted(items, key=lambda item: item[3]):
-        _wait_until(datetime.fromisoformat(at))
-        if kind == "start":
-            if services.auction_start(auction_id=auction_id):
-                counters.timer_lateness((clock.now() - datetime.fromisoformat(at)).total_seconds())
+    waiting = sorted(((kind, auction_id, version, datetime.fromisoformat(at))
+                      for kind, auction_id, version, at in items), key=lambda item: item[3])
+    while waiting:
+        _wait_until(waiting[0][3])
+        # Everything due by now goes at once: the ends of auctions ending in the same instant
+        # leave in one round trip instead of one after another (5.7 ms apart on a loaded box,
+        # which made the fortieth end of a second 200 ms later than the first).
+        now = clock.now()
+        count = next((k for k, item in enumerate(waiting) if item[3] > now), len(waiting)) or 1
+        due, waiting = waiting[:count], waiting[count:]
+        ends = [(auction_id, version) for kind, auction_id, version, _ in due if kind == "end"]
+        if ends:
+            doorbell.send_ends(ends)
+            fired += len(ends)
+        for kind, auction_id, _, at in due:
+            if kind == "start" and services.auction_start(auction_id=auction_id):
+                counters.timer_lateness((clock.now() - at).total_seconds())
                 fired += 1
-        else:
-            doorbell.send_end(auction_id, version)
-            fired += 1
     return fired
 
 

@@ -7,6 +7,7 @@ import random
 import re
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -411,3 +412,40 @@ def test_a_batch_of_doorbells_the_broker_refuses_clears_their_marks(monkeypatch,
     doorbell.ring_many(ids)
     assert [client().exists(doorbell._bell_key(auction_id)) for auction_id in ids] == [0, 0]
     assert "could not ring auctions" in caplog.text
+
+
+def test_a_timer_sends_the_ends_due_together_in_one_batch_and_waits_for_the_later_ones(monkeypatch):
+    """lifecycle.timers_fire: ends due at the same instant leave in one send_ends call (one
+    round trip), in time order; one due later waits for its time, never goes early."""
+    from auctions import lifecycle
+
+    sent: list[tuple[float, list]] = []
+    monkeypatch.setattr(doorbell, "send_ends", lambda ends: sent.append((time.monotonic(), list(ends))))
+    now = clock.now()
+    later = now + timedelta(milliseconds=300)
+    items = [("end", 3, 1, now.isoformat()), ("end", 1, 2, (now - timedelta(milliseconds=5)).isoformat()),
+             ("end", 4, 1, later.isoformat()), ("end", 2, 1, now.isoformat())]
+    assert lifecycle.timers_fire(items=items) == 4
+    assert [ends for _, ends in sent] == [[(1, 2), (3, 1), (2, 1)], [(4, 1)]]
+    assert clock.now() >= later
+
+
+def test_ends_sent_together_each_reach_their_auctions_queue():
+    """doorbell.send_ends on the real broker: one end message per auction, on its own queue."""
+    import json
+
+    from tasks.redis_client import client
+
+    ends = [(990_031, 1), (990_032, 3)]
+    for auction_id, _ in ends:
+        client().delete(auction_queue(auction_id))
+    try:
+        doorbell.send_ends(ends)
+        for auction_id, version in ends:
+            queued = client().lrange(auction_queue(auction_id), 0, -1)
+            assert len(queued) == 1
+            headers = json.loads(queued[0])["headers"]
+            assert (headers["task"], headers["argsrepr"]) == (doorbell.END_TASK, repr([auction_id, version]))
+    finally:
+        for auction_id, _ in ends:
+            client().delete(auction_queue(auction_id))
