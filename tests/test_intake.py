@@ -62,9 +62,9 @@ def test_a_bid_that_waited_for_an_end_is_refused_when_the_end_commits(transactio
     bid_started = threading.Event()
     real_close = intake.close
 
-    def close_then_let_a_bid_wait(auction_id: int) -> None:
+    def close_then_let_a_bid_wait(auction_id: int, *args, **kwargs) -> None:
         # The end holds the Intake lock here, inside its transaction: a bid now has to wait.
-        real_close(auction_id)
+        real_close(auction_id, *args, **kwargs)
         bid_started.set()
         _wait_until_blocked()
 
