@@ -758,15 +758,18 @@ def _names(auction: Auction, locked: ledger.LockedAccounts, users: set[int]) -> 
 def _settle(auction: Auction, book: _Book, outbox: Outbox, writes: sql.Writes, *, now: datetime) -> None:
     """Rule 8: move exactly final_price from the winner to the seller (or the house), release
     every other hold, mark the auction ended and emit auction.ended; the ledger's writes are
-    queued on `writes`, in the caller's transaction. Every participant's account and the
-    seller's are locked (ascending id) and read with their holds here in one statement. The
+    queued on `writes`, in the caller's transaction. Every participant's account, and the
+    seller's on a sale, are locked (ascending id) and read with their holds here in one statement. The
     unique settlement per auction in the ledger makes a second payment impossible."""
     everyone = set(book.everyone())
-    seller = {auction.seller_id} if auction.seller_id is not None else set()
+    outcome = rules.outcome(book.terms, book.state)
+    sold = outcome.winner_id is not None and outcome.final_price is not None
+    # The seller's account only when it is paid: a seller's auctions ending in the same second
+    # on two bid workers would otherwise wait for each other's lock on it, sold or not.
+    seller = {auction.seller_id} if sold and auction.seller_id is not None else set()
     locked = ledger.LockedAccounts(auction_id=auction.pk, user_ids=everyone | seller)
     outbox.names = {**(outbox.names or {}), **_names(auction, locked, everyone)}
-    outcome = rules.outcome(book.terms, book.state)
-    if outcome.winner_id is not None and outcome.final_price is not None:
+    if sold:
         if auction.seller_id is not None:
             credit_id = locked.account(auction.seller_id)
         else:

@@ -259,7 +259,7 @@ def test_a_capture_beyond_the_winners_coins_is_refused_and_changes_nothing(make_
     invariants.assert_coins_conserved()
 
 
-def test_locked_accounts_changed_after_other_ledger_calls_refuse_to_write(make_user):
+def test_a_capture_read_before_other_ledger_calls_is_not_written(make_user):
     """A write from a stale read would put back the balances and held totals it read."""
     alice, seller = make_user("alice"), make_user("seller")
     _hold(alice, 7, 300)

@@ -3,10 +3,11 @@ buy-now, reserve, anti-sniping and idempotency, called the way tasks and views c
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, connections, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +63,47 @@ def test_an_end_called_twice_ends_and_pays_once(make_user, make_auction):
     alice.account.refresh_from_db()
     seller.account.refresh_from_db()
     assert (alice.account.balance, alice.account.held, seller.account.balance) == (960, 0, 1040)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_end_that_pays_the_seller_nothing_does_not_wait_for_the_sellers_account(make_user, make_auction):
+    """Another of the seller's auctions settling holds the seller's account row until it commits;
+    an end that pays the seller nothing does not queue behind it (one seller's auctions ending
+    in the same second on two bid workers waited for each other's lock)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a row lock held by another session: SQLite locks the whole database for a writer")
+    alice, seller = make_user("alice"), make_user("seller")
+    auction = make_auction(seller="seller", reserve_price=500, extend_window_s=0)
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=40)
+    services.bids_decide_pending(auction_id=auction.pk)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_sellers_account() -> None:
+        try:
+            with transaction.atomic():
+                Account.objects.select_for_update().get(user=seller)
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_sellers_account)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:  # waiting on the lock would raise instead of hanging
+            cursor.execute("SET lock_timeout = '2s'")
+        assert services.auction_end(auction_id=auction.pk, now=auction.ends_at)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        release.set()
+        holder.join(30)
+    auction.refresh_from_db()
+    alice.account.refresh_from_db()
+    assert (auction.status, auction.winner, auction.final_price) == (Auction.Status.ENDED, None, None)
+    assert (alice.account.balance, alice.account.held) == (1000, 0)
+    invariants.assert_coins_conserved()
 
 
 def test_without_a_seller_the_house_is_paid(make_user, make_auction):
