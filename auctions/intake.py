@@ -222,8 +222,8 @@ def _lock_sql(vendor: str) -> str:
 
 def close(auction_id: int, writes: sql.Writes | None = None) -> None:
     """Take no more bids: called by an end or cancel, holding the Intake lock, in the transaction
-    that makes the auction final; queued on `writes` when given (the caller flushes it)."""
+    that makes the auction final; queued on `writes` when given (the caller flushes it), else run now."""
+    queued = writes if writes is not None else sql.Writes()
+    queued.add(*sql.update(Intake, ("closed",), ("pk",), [(True, auction_id)]))
     if writes is None:
-        Intake.objects.filter(pk=auction_id).update(closed=True)
-    else:
-        writes.add(*sql.update(Intake, ("closed",), ("pk",), [(True, auction_id)]))
+        queued.flush()

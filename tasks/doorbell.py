@@ -35,7 +35,7 @@ def ring(auction_id: int, *, force: bool = False) -> None:
     the mark expires after DOORBELL_TTL_S in case its message was lost (the sweep also rings
     with force)."""
     if force:
-        _send(auction_id, forced=True)
+        _send_many([auction_id], forced=True)
     else:
         ring_many([auction_id])
 
@@ -53,10 +53,6 @@ def ring_many(auction_ids: list[int]) -> None:
         log.debug("doorbell marks unavailable; ringing %s anyway", auction_ids, exc_info=True)
         marked = [True] * len(auction_ids)
     _send_many([auction_id for auction_id, fresh in zip(auction_ids, marked, strict=True) if fresh])
-
-
-def _send(auction_id: int, *, forced: bool) -> None:
-    _send_many([auction_id], forced=forced)
 
 
 def _send_many(auction_ids: list[int], *, forced: bool = False) -> None:
