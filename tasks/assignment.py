@@ -86,6 +86,14 @@ def owner(auction_id: int) -> str | None:
     return client().hget(ASSIGN_KEY, str(auction_id))
 
 
+def owners(auction_ids: Iterable[int]) -> dict[int, str | None]:
+    """owner() of each auction, in one round trip."""
+    auction_ids = list(auction_ids)
+    if not auction_ids:
+        return {}
+    return dict(zip(auction_ids, client().hmget(ASSIGN_KEY, [str(a) for a in auction_ids]), strict=True))
+
+
 def assignments() -> dict[int, str]:
     return {int(k): v for k, v in client().hgetall(ASSIGN_KEY).items()}
 

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 DECIDE_TASK = "tasks.bids.decide"
 END_TASK = "tasks.lifecycle.end"
+ENDS_TASK = "tasks.lifecycle.end_many"
 FIRE_TASK = "tasks.lifecycle.fire"
 
 
@@ -108,9 +109,11 @@ def send_end(auction_id: int, end_version: int, *, eta=None) -> None:
     _app().send_task(END_TASK, args=[auction_id, end_version], queue=auction_queue(auction_id), eta=eta)
 
 
-def send_ends(ends: list[tuple[int, int]]) -> None:
-    """send_end (no ETA) for each (auction id, end version), in one round trip."""
-    _publish(END_TASK, [([auction_id, end_version], auction_queue(auction_id)) for auction_id, end_version in ends])
+def send_ends(groups: list[list[tuple[int, int]]]) -> None:
+    """One message per group of (auction id, end version), on the queue of the group's first
+    auction, all in one round trip: the consumer of that queue ends the group's auctions one
+    after another in one task (tasks.lifecycle.end_many)."""
+    _publish(ENDS_TASK, [([[list(end) for end in group]], auction_queue(group[0][0])) for group in groups if group])
 
 
 def send_fire(items: list, *, eta=None) -> None:

@@ -26,6 +26,15 @@ def end(self, auction_id: int, end_version: int) -> bool:
         raise self.retry(exc=exc, countdown=0.2) from exc
 
 
+@shared_task(name="tasks.lifecycle.end_many", bind=True, acks_late=True, max_retries=None)
+def end_many(self, ends: list) -> int:
+    try:
+        return lifecycle.ends_due(ends=[(auction_id, end_version) for auction_id, end_version in ends])
+    except OperationalError as exc:
+        # Those already ended are not ended again: auction_end does nothing the second time.
+        raise self.retry(exc=exc, countdown=0.2) from exc
+
+
 @shared_task(name="tasks.lifecycle.sweep", ignore_result=True)
 def sweep() -> int:
     return lifecycle.bids_sweep()

@@ -416,36 +416,71 @@ def test_a_batch_of_doorbells_the_broker_refuses_clears_their_marks(monkeypatch,
 
 def test_a_timer_sends_the_ends_due_together_in_one_batch_and_waits_for_the_later_ones(monkeypatch):
     """lifecycle.timers_fire: ends due at the same instant leave in one send_ends call (one
-    round trip), in time order; one due later waits for its time, never goes early."""
+    round trip), in time order, grouped by the bid worker that owns their auctions (one task
+    each; an auction without a known owner alone); one due later waits for its time, never
+    goes early."""
     from auctions import lifecycle
+    from tasks import assignment
 
     sent: list[tuple[float, list]] = []
-    monkeypatch.setattr(doorbell, "send_ends", lambda ends: sent.append((time.monotonic(), list(ends))))
+    monkeypatch.setattr(doorbell, "send_ends", lambda groups: sent.append((time.monotonic(), list(groups))))
+    owned = {1: "bids-a@h", 2: "bids-b@h", 3: "bids-a@h", 4: "bids-a@h", 5: None}
+    monkeypatch.setattr(assignment, "owners", lambda ids: {auction_id: owned[auction_id] for auction_id in ids})
     now = clock.now()
     later = now + timedelta(milliseconds=300)
     items = [("end", 3, 1, now.isoformat()), ("end", 1, 2, (now - timedelta(milliseconds=5)).isoformat()),
-             ("end", 4, 1, later.isoformat()), ("end", 2, 1, now.isoformat())]
-    assert lifecycle.timers_fire(items=items) == 4
-    assert [ends for _, ends in sent] == [[(1, 2), (3, 1), (2, 1)], [(4, 1)]]
+             ("end", 4, 1, later.isoformat()), ("end", 2, 1, now.isoformat()), ("end", 5, 7, now.isoformat())]
+    assert lifecycle.timers_fire(items=items) == 5
+    assert [groups for _, groups in sent] == [[[(1, 2), (3, 1)], [(2, 1)], [(5, 7)]], [[(4, 1)]]]
     assert clock.now() >= later
 
 
+def test_a_timer_sends_each_end_alone_when_the_owners_cannot_be_read(monkeypatch):
+    from auctions import lifecycle
+    from tasks import assignment
+
+    def down(ids):
+        raise ConnectionError("redis down")
+
+    sent: list[list] = []
+    monkeypatch.setattr(doorbell, "send_ends", sent.append)
+    monkeypatch.setattr(assignment, "owners", down)
+    at = clock.now().isoformat()
+    assert lifecycle.timers_fire(items=[("end", 1, 1, at), ("end", 2, 1, at)]) == 2
+    assert sent == [[[(1, 1)], [(2, 1)]]]
+
+
+def test_owners_reads_each_auctions_bid_worker():
+    from tasks import assignment
+    from tasks.redis_client import client
+
+    client().hset(assignment.ASSIGN_KEY, mapping={"990041": "bids-a@h", "990042": "bids-b@h"})
+    try:
+        assert assignment.owners([990041, 990043, 990042]) == {990041: "bids-a@h", 990043: None,
+                                                                990042: "bids-b@h"}
+        assert assignment.owners([]) == {}
+    finally:
+        client().hdel(assignment.ASSIGN_KEY, "990041", "990042")
+
+
 def test_ends_sent_together_each_reach_their_auctions_queue():
-    """doorbell.send_ends on the real broker: one end message per auction, on its own queue."""
+    """doorbell.send_ends on the real broker: one end_many message per group, on the queue of
+    the group's first auction, carrying the whole group."""
     import json
 
     from tasks.redis_client import client
 
-    ends = [(990_031, 1), (990_032, 3)]
-    for auction_id, _ in ends:
-        client().delete(auction_queue(auction_id))
+    groups = [[(990_031, 1), (990_033, 2)], [(990_032, 3)]]
+    queues = [auction_queue(auction_id) for auction_id in (990_031, 990_032, 990_033)]
+    client().delete(*queues)
     try:
-        doorbell.send_ends(ends)
-        for auction_id, version in ends:
-            queued = client().lrange(auction_queue(auction_id), 0, -1)
+        doorbell.send_ends(groups)
+        for group in groups:
+            queued = client().lrange(auction_queue(group[0][0]), 0, -1)
             assert len(queued) == 1
             headers = json.loads(queued[0])["headers"]
-            assert (headers["task"], headers["argsrepr"]) == (doorbell.END_TASK, repr([auction_id, version]))
+            assert (headers["task"], headers["argsrepr"]) == (doorbell.ENDS_TASK,
+                                                              repr([[list(end) for end in group]]))
+        assert client().llen(auction_queue(990_033)) == 0
     finally:
-        for auction_id, _ in ends:
-            client().delete(auction_queue(auction_id))
+        client().delete(*queues)

@@ -65,6 +65,28 @@ def test_an_end_called_twice_ends_and_pays_once(make_user, make_auction):
     assert (alice.account.balance, alice.account.held, seller.account.balance) == (960, 0, 1040)
 
 
+def test_ends_due_together_end_each_due_auction_once_and_leave_a_moved_end_to_its_new_timer(make_user,
+                                                                                         make_auction):
+    """lifecycle.ends_due, what a bid worker runs for a group of ends fired at one instant."""
+    from auctions import lifecycle
+
+    alice = make_user("alice")
+    sold, unsold, moved = (make_auction(lasts=1.2, extend_window_s=0) for _ in range(3))
+    services.bid_submit(auction_id=sold.pk, user=alice, amount=30)
+    armed_version = moved.end_version
+    services.auction_reschedule_end(auction_id=moved.pk, ends_at=clock.now() + timedelta(seconds=60))
+    ends = [(a.pk, a.end_version if a is not moved else armed_version) for a in (unsold, moved, sold)]
+    assert lifecycle.ends_due(ends=ends) == 2  # waits out the ends (< 1 s away), never early
+    assert lifecycle.ends_due(ends=ends) == 0
+    for a in (sold, unsold, moved):
+        a.refresh_from_db()
+    assert (sold.status, sold.winner, sold.final_price) == ("ended", alice, 30)
+    assert sold.ended_at >= sold.ends_at and unsold.ended_at >= unsold.ends_at
+    assert (unsold.status, unsold.winner, moved.status) == ("ended", None, "live")
+    assert [_types(a).count("auction.ended") for a in (sold, unsold, moved)] == [1, 1, 0]
+    invariants.assert_coins_conserved()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_end_that_pays_the_seller_nothing_does_not_wait_for_the_sellers_account(make_user, make_auction):
     """Another of the seller's auctions settling holds the seller's account row until it commits;
