@@ -18,15 +18,6 @@ ENDS_TASK = "tasks.lifecycle.end_many"
 FIRE_TASK = "tasks.lifecycle.fire"
 
 
-# Celery publishes to an auction queue through the anonymous exchange (the routing key is the
-# Redis list's name), so the queue needs no binding; yet by default it declares the queue on the
-# first message to it on each pooled connection: a binding SADD outside the producer batch, one
-# Redis round trip more per auction. The timers' ends and the intake's doorbells go to a new
-# auction's queue nearly every time (a fifth of the default worker's CPU over a timers run).
-# The consumer declares its queues itself when it starts consuming them.
-NO_DECLARE: list = []
-
-
 def _app():
     from celery_app import app
 
@@ -92,7 +83,18 @@ def _publish(task: str, messages: list[tuple[list, str]], **options) -> None:
     app = _app()
     with app.producer_or_acquire() as producer, producer.batch():
         for args, queue in messages:
-            app.send_task(task, args=args, queue=queue, producer=producer, declare=NO_DECLARE, **options)
+            app.send_task(task, args=args, queue=queue, producer=producer, declare=_no_declare(), **options)
+
+
+def _no_declare() -> list:
+    """What a message to an auction queue declares: nothing. Celery publishes it through the
+    anonymous exchange (the routing key is the Redis list's name), so the queue needs no
+    binding, yet by default it declares the queue on the first message to it on each pooled
+    connection: a binding SADD outside the producer batch, one Redis round trip more. Ends and
+    doorbells go to a new auction's queue nearly every time (an eighth of the default worker's
+    CPU over a timers run). The consumer declares its queues when it starts consuming them. A
+    new list each time: kombu's producer may append its exchange to it."""
+    return []
 
 
 def answered(auction_id: int) -> None:
@@ -116,7 +118,7 @@ def _redis():
 
 def send_end(auction_id: int, end_version: int, *, eta=None) -> None:
     _app().send_task(END_TASK, args=[auction_id, end_version], queue=auction_queue(auction_id), eta=eta,
-                     declare=NO_DECLARE)
+                     declare=_no_declare())
 
 
 def send_ends(groups: list[list[tuple[int, int]]]) -> None:

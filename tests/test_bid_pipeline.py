@@ -482,5 +482,8 @@ def test_ends_sent_together_each_reach_their_auctions_queue():
             assert (headers["task"], headers["argsrepr"]) == (doorbell.ENDS_TASK,
                                                               repr([[list(end) for end in group]]))
         assert client().llen(auction_queue(990_033)) == 0
+        # Published through the anonymous exchange without declaring the queue (no binding
+        # written on the way: a round trip per new queue; doorbell._no_declare).
+        assert not any(client().exists(f"_kombu.binding.{queue}") for queue in queues)
     finally:
         client().delete(*queues)
