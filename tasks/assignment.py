@@ -28,7 +28,7 @@ from tasks.redis_client import client
 log = logging.getLogger(__name__)
 
 WORKERS_KEY = "gavel:bidworkers"
-ASSIGN_KEY = "gavel:assign"
+ASSIGN_KEY = doorbell.ASSIGN_KEY
 PINNED_KEY = "gavel:pinned"
 # A rebalancing pass moves at most this many auctions: a worker joining a cluster with thousands
 # of auctions gets its share over a few seconds, not as one burst of queue subscriptions. Moves

@@ -133,7 +133,8 @@ def test_two_consumers_of_one_auction_queue_cannot_break_order(stack, make_user,
 
 # --- scaling out and failing over (P7): bid workers that join and leave at run time -----------
 
-DECIDED = re.compile(r"Task tasks\.bids\.decide\[[^\]]+\] succeeded in [^:]+: (\d+)")
+DECIDED = re.compile(r"Task tasks\.bids\.decide(?:_many)?\[[^\]]+\] succeeded in [^:]+: (\d+)")
+DECIDED_MANY = re.compile(r"Task tasks\.bids\.decide_many\[[^\]]+\] succeeded in [^:]+: (\d+)")
 STOPPED = re.compile(r"bid worker \S+: now consuming \d+ auction queues; added [^;]+; stopped ([\d,]+)")
 
 
@@ -205,6 +206,41 @@ def test_a_bid_worker_started_at_run_time_takes_over_part_of_the_live_auctions(s
         invariants.assert_audit_clean()
     finally:
         joiner.stop()
+
+
+def test_an_intake_batch_over_several_auctions_is_decided_by_one_task_per_bid_worker(stack, make_user,
+                                                                                       make_auction):
+    """An intake batch's bids on four auctions spread over both bid workers: each worker gets
+    one decide_many doorbell for its auctions and decides all of their bids in it (by its own
+    log), each auction in position order."""
+    from core import ledger
+
+    alice, bob = _bidders(make_user, 2)
+    for user in (alice, bob):
+        ledger.grant(username=user.username, amount=10_000)
+    since = {name: len(stack[name].output()) for name in ("bids1", "bids2")}
+    auctions, owners = _spread_auctions(stack, make_auction, 4)
+    submissions = [services.Submission(auction.pk, (alice, bob)[k % 2], 5 + 5 * k)
+                   for k in range(3) for auction in auctions]
+    answers = services.bids_submit_many(submissions)
+    assert all(isinstance(answer, services.Submitted) for answer in answers), answers
+    for auction in auctions:
+        _wait_all_decided(auction)
+
+    def by_decide_many(name: str) -> int:
+        return sum(int(n) for n in DECIDED_MANY.findall(stack[name].output()[since[name]:]))
+
+    # Each worker owns at least one of the four; those owning two or more got them in one task.
+    grouped = sum(n for n in (sum(1 for o in owners.values() if o == f"{name}@test") for name in ("bids1", "bids2"))
+                  if n > 1)
+    procs.wait_for(lambda: by_decide_many("bids1") + by_decide_many("bids2") >= 3 * grouped, timeout=10,
+                   what="the workers' logs to show their grouped decisions")
+    assert by_decide_many("bids1") + by_decide_many("bids2") == 3 * grouped
+    for auction in auctions:
+        invariants.assert_decided_once(auction)
+        invariants.assert_positions_contiguous(auction)
+        invariants.assert_replay_matches(auction)
+    invariants.assert_coins_conserved()
 
 
 def _bid_until(stop: threading.Event, auction_ids: list[int], users, errors: list[BaseException]) -> threading.Thread:
@@ -356,44 +392,114 @@ def test_ringing_several_auctions_at_once_sends_one_doorbell_each_until_answered
     """doorbell.ring_many (an intake batch's auctions): marks in one round trip on the real Redis,
     a message for each auction not rung already, none for one whose doorbell is on its way."""
     sent = []
-    monkeypatch.setattr(doorbell, "_send_many", lambda auction_ids, *, forced=False: sent.extend(auction_ids))
+    monkeypatch.setattr(doorbell, "_send_many",
+                        lambda groups, *, forced=False: sent.extend(a for group in groups for a in group))
     ids = [990_001, 990_002, 990_003]
     for auction_id in ids:
         doorbell.answered(auction_id)
     doorbell.ring(ids[1])
+    assert sent == [ids[1]]
     doorbell.ring_many(ids)
-    assert sent == [ids[1], ids[0], ids[2]]
+    assert sorted(sent[1:]) == [ids[0], ids[2]]
     doorbell.ring_many(ids)
-    assert sent == [ids[1], ids[0], ids[2]]
+    assert len(sent) == 3
     doorbell.answered(ids[2])
     doorbell.ring_many(ids)
-    assert sent == [ids[1], ids[0], ids[2], ids[2]]
+    assert len(sent) == 4 and sent[3] == ids[2]
 
 
-def test_an_intake_batch_rings_each_auction_with_one_celery_message_on_its_queue():
-    """doorbell.ring_many sends its messages in one kombu producer batch: each auction's queue on
-    the real broker holds one decide message for that auction, as a bid worker will read it."""
+def _queued(auction_id: int) -> list[dict]:
     import json
 
     from tasks.redis_client import client
 
-    ids = [990_011, 990_012, 990_013]
+    return [json.loads(message) for message in client().lrange(auction_queue(auction_id), 0, -1)]
+
+
+def _args(message: dict) -> list:
+    """A queued Celery message's task arguments (its body: [args, kwargs, embed], in base64)."""
+    import base64
+    import json
+
+    assert message["properties"]["body_encoding"] == "base64"
+    return json.loads(base64.b64decode(message["body"]))[0]
+
+
+@pytest.fixture
+def fresh_bells():
+    """Auctions 990_011..990_016 with no doorbell mark, no queued message and no owner."""
+    from tasks import assignment
+    from tasks.redis_client import client
+
+    ids = list(range(990_011, 990_017))
+
+    def clean():
+        doorbell.answered(*ids)
+        client().delete(*(auction_queue(auction_id) for auction_id in ids))
+        client().hdel(assignment.ASSIGN_KEY, *(str(auction_id) for auction_id in ids))
+
+    clean()
+    yield ids
+    clean()
+
+
+def test_an_intake_batch_rings_each_auction_with_one_celery_message_on_its_queue(fresh_bells):
+    """doorbell.ring_many sends its messages in one kombu producer batch: with no owner known,
+    each auction's queue on the real broker holds one decide message for that auction, as a bid
+    worker will read it."""
+    ids = fresh_bells[:3]
+    doorbell.ring_many(ids)
     for auction_id in ids:
-        doorbell.answered(auction_id)
-        client().delete(auction_queue(auction_id))
+        [message] = _queued(auction_id)
+        assert message["headers"]["task"] == doorbell.DECIDE_TASK
+        assert message["headers"]["argsrepr"] == repr([auction_id])
+        assert message["properties"]["delivery_info"]["routing_key"] == auction_queue(auction_id)
+
+
+def test_an_intake_batch_rings_each_bid_worker_once_for_all_its_auctions(fresh_bells):
+    """ring_many reads the owners in the marks' round trip and sends one decide_many per bid
+    worker, on the queue of its first auction; an auction without a known owner still gets its
+    own decide, and one whose doorbell is already on its way is left out of its group."""
+    from tasks import assignment
+    from tasks.redis_client import client
+
+    a1, b1, a2, lone, a3, b2 = fresh_bells
+    client().hset(assignment.ASSIGN_KEY, mapping={str(a1): "bids-a@h", str(a2): "bids-a@h", str(a3): "bids-a@h",
+                                                  str(b1): "bids-b@h", str(b2): "bids-b@h"})
+    doorbell.ring(a3)
+    doorbell.ring_many(fresh_bells)
+    [bell_a3] = _queued(a3)
+    assert bell_a3["headers"]["task"] == doorbell.DECIDE_TASK  # rung alone before
+    for group in ([a1, a2], [b1, b2]):
+        # One message, on the queue of whichever of the group came first (ring_many shuffles).
+        [message] = [m for auction_id in group for m in _queued(auction_id)]
+        assert message["headers"]["task"] == doorbell.DECIDE_MANY_TASK
+        [carried] = _args(message)
+        assert sorted(carried) == group
+        assert message["properties"]["delivery_info"]["routing_key"] == auction_queue(carried[0])
+    [alone] = _queued(lone)
+    assert alone["headers"]["task"] == doorbell.DECIDE_TASK
+    assert all(client().exists(doorbell._bell_key(auction_id)) for auction_id in fresh_bells)
+
+
+def test_a_bid_worker_gets_its_many_auctions_in_groups_of_at_most_group_most(monkeypatch):
+    """One long group would hold the worker's other doorbells behind it: a batch ringing more of
+    one worker's auctions than doorbell.GROUP_MOST sends them in several groups, each once."""
+    from tasks import assignment
+    from tasks.redis_client import client
+
+    sent: list[list[int]] = []
+    monkeypatch.setattr(doorbell, "_send_many", lambda groups, *, forced=False: sent.extend(groups))
+    ids = list(range(990_051, 990_051 + doorbell.GROUP_MOST + 2))
+    doorbell.answered(*ids)
+    client().hset(assignment.ASSIGN_KEY, mapping={str(auction_id): "bids-a@h" for auction_id in ids})
     try:
         doorbell.ring_many(ids)
-        for auction_id in ids:
-            queued = client().lrange(auction_queue(auction_id), 0, -1)
-            assert len(queued) == 1
-            message = json.loads(queued[0])
-            assert message["headers"]["task"] == doorbell.DECIDE_TASK
-            assert message["headers"]["argsrepr"] == repr([auction_id])
-            assert message["properties"]["delivery_info"]["routing_key"] == auction_queue(auction_id)
+        assert sorted(len(group) for group in sent) == [2, doorbell.GROUP_MOST]
+        assert sorted(auction_id for group in sent for auction_id in group) == ids
     finally:
-        for auction_id in ids:
-            doorbell.answered(auction_id)
-            client().delete(auction_queue(auction_id))
+        doorbell.answered(*ids)
+        client().hdel(assignment.ASSIGN_KEY, *(str(auction_id) for auction_id in ids))
 
 
 def test_a_batch_of_doorbells_the_broker_refuses_clears_their_marks(monkeypatch, caplog):
