@@ -61,16 +61,17 @@ def ring_many(auction_ids: list[int]) -> None:
     Redis round trip, then one message per bid worker for the auctions whose doorbell was not
     already on its way (`by_owner`)."""
     ttl = max(1, round(settings.DOORBELL_TTL_S))
+    grouping = len(auction_ids) > 1  # a lone auction is one decide whoever owns it
     owners: list[str | None] = [None] * len(auction_ids)
     try:
         pipe = _redis().pipeline(transaction=False)
         for auction_id in auction_ids:
             pipe.set(_bell_key(auction_id), 1, nx=True, ex=ttl)
-        if len(auction_ids) > 1:
+        if grouping:
             pipe.hmget(ASSIGN_KEY, [str(auction_id) for auction_id in auction_ids])
         replies = pipe.execute()
         marked = replies[:len(auction_ids)]
-        if len(auction_ids) > 1:
+        if grouping:
             owners = replies[-1]
     except Exception:
         log.debug("doorbell marks unavailable; ringing %s anyway", auction_ids, exc_info=True)
@@ -80,20 +81,23 @@ def ring_many(auction_ids: list[int]) -> None:
     # auction is always last (in id order, the highest ids of the many-auctions benchmark were
     # decided at 8.4 bids/s against 13.8 for the lowest, and set its p99).
     random.shuffle(fresh)
-    _send_many([group[i:i + GROUP_MOST] for group in by_owner(fresh) for i in range(0, len(group), GROUP_MOST)])
+    _send_many(by_owner(fresh, most=GROUP_MOST))
 
 
-def by_owner(items: Iterable[tuple[T, str | None]]) -> list[list[T]]:
-    """The items grouped by the bid worker that owns their auctions, in the order given; an item
-    whose owner is not known goes alone. Each group is then one Celery message, which that worker
-    handles in one task: a message per auction cost the worker about a third of a decision or an
-    end again (ack, poll, task bookkeeping, connection health check, a first read). A group that
-    reaches another worker after a move is still handled correctly: deciding and ending lock the
-    auction in the database, whichever worker does it."""
+def by_owner(items: Iterable[tuple[T, str | None]], *, most: int | None = None) -> list[list[T]]:
+    """The items grouped by the bid worker that owns their auctions, in the order given, at most
+    `most` to a group when given; an item whose owner is not known goes alone. Each group is then
+    one Celery message, which that worker handles in one task: a message per auction cost the
+    worker about a third of a decision or an end again (ack, poll, task bookkeeping, connection
+    health check, a first read). A group that reaches another worker after a move is still
+    handled correctly: deciding and ending lock the auction in the database, whichever worker
+    does it."""
     groups: dict[object, list[T]] = {}
     for n, (item, owner) in enumerate(items):
         groups.setdefault(owner if owner is not None else ("alone", n), []).append(item)
-    return list(groups.values())
+    if most is None:
+        return list(groups.values())
+    return [group[i:i + most] for group in groups.values() for i in range(0, len(group), most)]
 
 
 def _send_many(groups: list[list[int]], *, forced: bool = False) -> None:
