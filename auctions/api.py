@@ -10,7 +10,7 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
-from auctions import selectors, services
+from auctions import intake_batch, selectors, services
 from auctions.models import Auction
 from core.api_users import MAX_ID, Coins, ErrorOut, Text, optional_auth, staff_auth, user_auth
 from core.errors import InvalidInput, NotFound
@@ -288,7 +288,7 @@ def bid_create(request: HttpRequest, auction_id: int):
     # The body is read here rather than by ninja so that an unknown auction is 404 whatever the
     # body holds, and amounts are checked by the service exactly as for WebSocket bids. Whether
     # the auction exists is asked only of a body that is not a JSON object: for any other,
-    # bid_submit's first check says 404 from the one read it makes for all of them.
+    # the intake's first check says 404 from the one read it makes for all of them.
     if not 1 <= auction_id <= MAX_ID:
         raise NotFound("auction not found")
     try:
@@ -299,7 +299,7 @@ def bid_create(request: HttpRequest, auction_id: int):
         raise
     user = request.auth
     # client_bid_id (NUL, lone surrogates, length) is checked by the service, for WebSocket bids too.
-    submitted = services.bid_submit(
+    bid, created = intake_batch.submit_from_view(services.Submission(
         auction_id=auction_id,
         user=user,
         amount=body.get("amount"),
@@ -307,8 +307,8 @@ def bid_create(request: HttpRequest, auction_id: int):
         client_bid_id=body.get("client_bid_id"),
         channel="rest",
         rate_limited=True,
-    )
-    return Status(202 if submitted.created else 200, selectors.bid_data(submitted.bid, viewer=user))
+    ))
+    return Status(202 if created else 200, bid)
 
 
 @router.get("/bids/{int:bid_id}", response={200: BidOut, 401: ErrorOut, 404: ErrorOut}, auth=user_auth)

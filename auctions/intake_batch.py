@@ -11,10 +11,11 @@ Order: a socket sends its next bid only once the previous one is answered (a con
 its frames one at a time), so one socket's bids are in order whatever batch they fall in. Bids
 of different sockets get positions in the order their batches commit, as before.
 
-REST bids do not come here: each request's sync code runs on a thread it has to itself while it
-runs (core/asgi_handler.py; Django's test client runs it on the test's thread, inside the test's
-transaction), and a batch stored on one request's thread for others would tie their connections
-to it. The bid view stays sync and stores its bid as a batch of one (auctions.services.bid_submit).
+REST bids come here too (`submit_from_view`): the bid view's thread hands its bid to the loop that
+serves the request and waits for the batch's answer, so a REST bid costs its share of a batch
+rather than the round trips of one. Outside a served request (Django's test Client runs the view
+on the test's thread, inside the test's transaction) there is no loop to hand it to, and the bid
+is stored on the calling thread as a batch of one.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import connection
 
 from auctions import selectors, services
+from core.asgi_handler import server_loop
 from core.errors import ServiceError
 
 # Batches stored at once per process: one is being stored while the next fills; a second keeps
@@ -77,6 +80,26 @@ def _store(submissions: list[services.Submission]) -> list[tuple[dict[str, Any],
             continue
         out.append((selectors.bid_data(answer.bid, viewer=s.user), answer.created))
     return out
+
+
+def submit_from_view(submission: services.Submission) -> tuple[dict[str, Any], bool]:
+    """BidIntake.submit for sync code: the request's bid joins the serving loop's next batch."""
+    loop = server_loop.get()
+    if loop is None or loop.is_closed():
+        answer = _store([submission])[0]
+        if isinstance(answer, ServiceError):
+            raise answer
+        return answer
+
+    if not connection.in_atomic_block:
+        # Back to the pool while the batch runs: the batch's thread needs one, and a process's
+        # requests waiting on batches must not hold every pooled connection between them.
+        connection.close()
+
+    async def submit() -> tuple[dict[str, Any], bool]:
+        return await bid_intake().submit(submission)
+
+    return asyncio.run_coroutine_threadsafe(submit(), loop).result()
 
 
 _intakes: dict[asyncio.AbstractEventLoop, BidIntake] = {}

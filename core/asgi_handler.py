@@ -16,6 +16,8 @@ and the per-middleware hops were about a third of a web process's CPU.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,6 +25,12 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 
 MAX_IDLE = 64  # idle request threads kept per process; more are stopped when their request ends
+
+# The event loop serving the request, seen by its sync code (contextvars follow it to its thread):
+# a view may hand work to something the loop runs for many requests at once (the bid intake's
+# group commit, auctions/intake_batch.py). None outside a served request (Django's test Client).
+server_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
+    "server_loop", default=None)
 
 
 class ExecutorPool:
@@ -60,6 +68,7 @@ class PooledThreadsASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        server_loop.set(asyncio.get_running_loop())
         executor = self.pool.take()
         try:
             # A request whose client went away may leave its sync code running on the thread;

@@ -91,7 +91,7 @@ def bid_rate_take(user_ids: list[int], *, now: float | None = None) -> list[Rate
     if rate <= 0 or not user_ids:
         return [None] * len(user_ids)
     try:
-        if len(user_ids) == 1:  # a REST bid: the script's own call, one round trip
+        if len(user_ids) == 1:  # a lone bid: the script's own call, one round trip
             answers = [_bucket()(keys=[f"{KEY_PREFIX}{user_ids[0]}"], args=[rate, burst, -1 if now is None else now])]
         else:
             answers = _take_pipelined(user_ids, [rate, burst, -1 if now is None else now])

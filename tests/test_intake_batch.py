@@ -5,6 +5,7 @@ an auction's bids of one batch take consecutive positions in arrival order."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -123,4 +124,68 @@ def test_sockets_bidding_at_once_are_stored_in_batches_each_answered_in_order(ma
     assert sum(batches) == 24 and max(batches) > 1 and len(batches) < 24, batches
     positions = sorted(Bid.objects.filter(auction=auction).values_list("position", flat=True))
     assert positions == list(range(1, 25))
+    invariants.assert_coins_conserved()
+
+
+async def _post_through_the_server_handler(handler, path: str, token: str, payload: dict) -> tuple[int, dict]:
+    """One request through core.asgi_handler as uvicorn hands it over: the view runs on the
+    handler's request thread, with the serving loop running in this one."""
+    body = json.dumps(payload).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                         (b"authorization", f"Bearer {token}".encode())],
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    read = asyncio.Event()
+
+    async def receive() -> dict:
+        if not read.is_set():
+            read.set()
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected
+
+    messages = []
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    await handler(scope, receive, send)
+    return messages[0]["status"], json.loads(b"".join(m.get("body", b"") for m in messages[1:]))
+
+
+@pytest.mark.usefixtures("transactional_db")  # the request threads and the batch's thread read the database
+def test_rest_bids_arriving_at_once_are_stored_in_batches(make_user, make_auction, monkeypatch):
+    """Under the server's handler a REST bid joins the process's intake batches, as socket bids
+    do; each request still gets its own bid back, 202, as it would alone."""
+    from auctions import intake_batch
+    from core.asgi_handler import PooledThreadsASGIHandler
+
+    users = [make_user(f"bidder{k}") for k in range(12)]
+    auction = make_auction(min_increment=1)
+    batches = []
+    real = intake_batch._store
+
+    def spy(submissions):
+        batches.append(len(submissions))
+        if len(batches) == 1:
+            time.sleep(0.3)  # the first batch is slow: the other requests' bids pile up meanwhile
+        return real(submissions)
+
+    monkeypatch.setattr(intake_batch, "_store", spy)
+    handler = PooledThreadsASGIHandler()
+    path = f"/api/auctions/{auction.pk}/bids"
+
+    async def scenario():
+        return await asyncio.gather(*(
+            _post_through_the_server_handler(handler, path, token_for(u), {"amount": 10 + k, "client_bid_id": f"r{k}"})
+            for k, u in enumerate(users)))
+
+    answers = run(scenario())
+    assert [status for status, _ in answers] == [202] * 12, answers
+    assert [(bid["client_bid_id"], bid["amount"], bid["status"]) for _, bid in answers] == [
+        (f"r{k}", 10 + k, "queued") for k in range(12)]
+    assert sum(batches) == 12 and max(batches) > 1 and len(batches) < 12, batches
+    assert sorted(bid["position"] for _, bid in answers) == list(range(1, 13))
+    stored = Bid.objects.filter(auction=auction)
+    assert sorted(stored.values_list("channel", flat=True).distinct()) == ["rest"]
     invariants.assert_coins_conserved()
