@@ -85,23 +85,31 @@ def test_an_end_among_a_batchs_bids_takes_those_before_it_and_refuses_those_afte
         (1, 10), (2, 11)]
 
 
-@pytest.mark.usefixtures("transactional_db")  # the sockets' threads read the database
-def test_sockets_bidding_at_once_are_stored_in_batches_each_answered_in_order(make_user, make_auction,
-                                                                              monkeypatch):
+@pytest.fixture
+def slow_first_batch(monkeypatch) -> list[int]:
+    """The sizes of the intake batches stored from now on; the first is slow, so that the bids
+    arriving meanwhile pile up for the next."""
     from auctions import intake_batch
 
-    users = [make_user(f"bidder{k}") for k in range(12)]
-    auction = make_auction(min_increment=1)
-    batches = []
+    batches: list[int] = []
     real = intake_batch._store
 
     def spy(submissions):
         batches.append(len(submissions))
         if len(batches) == 1:
-            time.sleep(0.3)  # the first batch is slow: the others' bids pile up meanwhile
+            time.sleep(0.3)
         return real(submissions)
 
     monkeypatch.setattr(intake_batch, "_store", spy)
+    return batches
+
+
+@pytest.mark.usefixtures("transactional_db")  # the sockets' threads read the database
+def test_sockets_bidding_at_once_are_stored_in_batches_each_answered_in_order(make_user, make_auction,
+                                                                              slow_first_batch):
+    users = [make_user(f"bidder{k}") for k in range(12)]
+    auction = make_auction(min_increment=1)
+    batches = slow_first_batch
 
     async def scenario():
         sockets = [await connect(f"/ws/auctions/{auction.pk}/", token=token_for(u)) for u in users]
@@ -154,24 +162,14 @@ async def _post_through_the_server_handler(handler, path: str, token: str, paylo
 
 
 @pytest.mark.usefixtures("transactional_db")  # the request threads and the batch's thread read the database
-def test_rest_bids_arriving_at_once_are_stored_in_batches(make_user, make_auction, monkeypatch):
+def test_rest_bids_arriving_at_once_are_stored_in_batches(make_user, make_auction, slow_first_batch):
     """Under the server's handler a REST bid joins the process's intake batches, as socket bids
     do; each request still gets its own bid back, 202, as it would alone."""
-    from auctions import intake_batch
     from core.asgi_handler import PooledThreadsASGIHandler
 
     users = [make_user(f"bidder{k}") for k in range(12)]
     auction = make_auction(min_increment=1)
-    batches = []
-    real = intake_batch._store
-
-    def spy(submissions):
-        batches.append(len(submissions))
-        if len(batches) == 1:
-            time.sleep(0.3)  # the first batch is slow: the other requests' bids pile up meanwhile
-        return real(submissions)
-
-    monkeypatch.setattr(intake_batch, "_store", spy)
+    batches = slow_first_batch
     handler = PooledThreadsASGIHandler()
     path = f"/api/auctions/{auction.pk}/bids"
 
