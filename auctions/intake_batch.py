@@ -1,4 +1,4 @@
-"""A web process's intake of socket bids: group commit.
+"""A web process's intake of bids, socket and REST: group commit.
 
 Every socket bid used to take its own trip to a thread and its own round trips (the checks' read, the
 rate-limit script, the intake statement, the doorbell mark): at a few hundred bids/s per process
