@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from tests import procs
+from tests.test_ws import token_for
 
 
 def _backends() -> int:
@@ -52,7 +53,6 @@ def test_rest_bids_at_once_on_a_pool_of_one_connection_are_all_stored(transactio
     the batch none until the pool gave up (503 after DB_POOL_TIMEOUT_S)."""
     if connection.vendor != "postgresql":
         pytest.skip("the pool is PostgreSQL's (psycopg_pool); the PostgreSQL CI run has it")
-    from core import tokens
 
     users = [make_user(f"bidder{k}") for k in range(16)]
     auction = make_auction(min_increment=1)
@@ -66,7 +66,7 @@ def test_rest_bids_at_once_on_a_pool_of_one_connection_are_all_stored(transactio
                 f"http://127.0.0.1:{port}/api/auctions/{auction.pk}/bids", method="POST",
                 data=json.dumps({"amount": 10 + k, "client_bid_id": f"r{k}"}).encode(),
                 headers={"Content-Type": "application/json",
-                         "Authorization": f"Bearer {tokens.access_token_issue(user=users[k])['access']}"})
+                         "Authorization": f"Bearer {token_for(users[k])}"})
             try:
                 with urllib.request.urlopen(request, timeout=20) as answer:
                     return answer.status, json.loads(answer.read())
