@@ -11,7 +11,8 @@ before the batch, so the first bid of a batch is accepted and most others are be
 as in the many-auctions benchmark) and decides each auction's batch with
 services.bids_decide_pending, as the doorbell task does, after-commit publishing included.
 
-Prints per decide: wall ms and process CPU ms (p50, mean), SQL statements, and the statements of
+Prints per decide: wall ms and process CPU ms (p50, mean), the PostgreSQL backend's CPU ms (mean; read
+from /proc when the server runs on this machine), SQL statements, and the statements of
 one decide. The figure to compare between versions of the decider is the CPU ms and the
 statement count; the many-auctions benchmark pays this once per batch of about 10 bids.
 """
@@ -76,6 +77,27 @@ def _empty_tables() -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
 
 
+class _ServerCpu:
+    """The CPU time of this connection's PostgreSQL backend, read from /proc when the server runs
+    on this machine (None otherwise): what a decide costs the database, not only this process."""
+
+    def __init__(self, connection) -> None:
+        self.path = None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                path = Path(f"/proc/{cursor.fetchone()[0]}/stat")
+            if path.exists():
+                self.path = path
+        self.tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+
+    def ms(self) -> float | None:
+        if self.path is None:
+            return None
+        fields = self.path.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * self.tick_ms  # utime, stime
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--database-url", default=os.environ.get(
@@ -131,7 +153,8 @@ def _run(a: argparse.Namespace) -> int:
             users.append(user)
         bidders[auction.pk] = users
 
-    wall, cpu, statements, example = [], [], [], []
+    server = _ServerCpu(connection)
+    wall, cpu, server_cpu, statements, example = [], [], [], [], []
     for r in range(a.rounds):
         for auction_id in auctions:
             auction = Auction.objects.get(pk=auction_id)
@@ -152,10 +175,13 @@ def _run(a: argparse.Namespace) -> int:
         if r == a.rounds // 2:
             example = [q["sql"] for q in queries.captured_queries]
         for auction_id in auctions[1:]:
+            s0 = server.ms()
             t0, c0 = time.perf_counter(), time.process_time()
             decided = services.bids_decide_pending(auction_id=auction_id)
             wall.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
+            if s0 is not None:
+                server_cpu.append(server.ms() - s0)
             assert decided == a.batch, (decided, a.batch)
     with transaction.atomic():
         assert ledger.ledger_sum() == 0
@@ -167,6 +193,11 @@ def _run(a: argparse.Namespace) -> int:
           f"batches of {a.batch}, {a.rounds} rounds = {len(wall)} decides timed")
     print(f"wall ms per decide      {fig(wall)}")
     print(f"CPU ms per decide       {fig(cpu)}  (this process: Django, psycopg, redis-py)")
+    if server_cpu:
+        print(f"PostgreSQL CPU ms       mean {statistics.fmean(server_cpu):.2f}  (this connection's backend, "
+              f"from /proc in clock ticks: only the mean means anything)")
+    elif connection.vendor == "postgresql":
+        print("PostgreSQL CPU ms       not measured: the server's processes are not on this machine")
     print(f"SQL statements          {fig(statements)}")
     print("one decide's statements:")
     for q in example:
