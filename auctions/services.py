@@ -433,17 +433,19 @@ class _Book:
     third or lower before the batch cannot rank higher during it. Reading every standing made a
     batch cost O(participants): 5 ms of bid worker CPU for one bid on a 200-bidder auction."""
 
-    def __init__(self, auction: Auction, bidders: set[int] | None = None):
+    def __init__(self, auction: Auction, bidders: set[int] | None = None, rows: list[tuple] | None = None):
+        """`rows`: those standings (rules.Standing's fields) when the caller read them already."""
         self.auction = auction
         self.terms = selectors.terms_of(auction)
         self.partial = bidders is not None
-        with connection.cursor() as cursor:
-            if bidders is not None:
-                cursor.execute(_standings_sql(len(bidders), connection.vendor),
-                               [*bidders, auction.pk, auction.pk])
-            else:
-                cursor.execute(_standings_sql(None, connection.vendor), [auction.pk])
-            rows = cursor.fetchall()
+        if rows is None:
+            with connection.cursor() as cursor:
+                if bidders is not None:
+                    cursor.execute(_standings_sql(len(bidders), connection.vendor),
+                                   [*bidders, auction.pk, auction.pk])
+                else:
+                    cursor.execute(_standings_sql(None, connection.vendor), [auction.pk])
+                rows = cursor.fetchall()
         self.stored = {row[0] for row in rows}  # whose Participant row exists
         self.unread: list[int] | None = None  # everyone()'s other participants, read once
         self.state = rules.State(
@@ -519,10 +521,11 @@ def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
     intake's bid INSERTs, whose foreign-key check only takes FOR KEY SHARE on the auction row;
     a plain FOR UPDATE would make every bid received during a batch wait for that batch's commit.
 
-    A batch is seven round trips on PostgreSQL: BEGIN, the lock, the queued bids, the
-    standings, the accounts (core.ledger.LockedAccounts), every write in one statement
-    (core.sql.Writes), COMMIT. Each read after the lock is its own statement so that it sees
-    what the decider before committed (READ COMMITTED takes a snapshot per statement).
+    A batch is five round trips on PostgreSQL: BEGIN, the lock, one statement that reads the
+    queued bids, the standings and the locked accounts (`_BatchRead`), every write in one
+    statement (core.sql.Writes), COMMIT. The reads follow the lock in a statement of their own
+    so that they see what the decider before committed (READ COMMITTED takes a snapshot per
+    statement); elsewhere each read is a statement of its own.
 
     Idempotent: a duplicate, late or reordered doorbell finds nothing queued and does nothing.
     Returns how many bids it decided."""
@@ -532,12 +535,13 @@ def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
             auction = _lock_auction(auction_id)
             if auction is None:
                 return total
-            pending = _queued_bids(auction_id, settings.BID_BATCH_SIZE)
+            read = _BatchRead.of(auction_id, settings.BID_BATCH_SIZE)
+            pending = read.pending
             if not pending:
                 return total
             outbox = Outbox(auction)
             writes = sql.Writes()
-            _decide_locked(auction, pending, outbox, writes, now=now or clock.now())
+            _decide_locked(auction, pending, outbox, writes, now=now or clock.now(), read=read)
             outbox.save_events(writes)
             writes.flush()
             outbox.publish_on_commit()
@@ -580,6 +584,74 @@ def _queued_sql(vendor: str) -> str:
             f"ORDER BY position LIMIT %s")
 
 
+@dataclass
+class _BatchRead:
+    """What a batch reads once it holds the auction's lock: its queued bids in position order
+    and, on PostgreSQL, in the same statement, the standings of their bidders and of the two
+    highest maxima (as `_Book` reads them) and those users' accounts, locked in ascending id
+    with their holds and names (as core.ledger.LockedAccounts reads them). Three statements
+    were two round trips more per batch, most of a decide's cost when each carries a few bids
+    (many auctions, 10 bidders each). Elsewhere `standings` and `accounts` stay None and
+    `_Book` and `_Funds` read them themselves."""
+
+    pending: list[Bid]
+    standings: list[tuple] | None = None
+    accounts: list[tuple] | None = None
+
+    @classmethod
+    def of(cls, auction_id: int, limit: int) -> _BatchRead:
+        if connection.vendor != "postgresql":
+            return cls(_queued_bids(auction_id, limit))
+        with connection.cursor() as cursor:
+            cursor.execute(_batch_read_sql(), [auction_id, Bid.Status.QUEUED, limit, auction_id, auction_id,
+                                               auction_id])
+            rows = cursor.fetchall()
+        bids, standings, accounts = [], [], []
+        for kind, *row in rows:
+            if kind == 0:
+                bids.append(row[:_BID_COLUMNS])
+            elif kind == 1:
+                standings.append(row[_BID_COLUMNS:_BID_COLUMNS + _STANDING_COLUMNS])
+            else:
+                accounts.append(row[_BID_COLUMNS + _STANDING_COLUMNS:])
+        pending = sorted(sql.instances(Bid, bids), key=lambda bid: bid.position)  # UNION ALL keeps no order
+        return cls(pending, standings, accounts)
+
+
+_BID_COLUMNS = len(Bid._meta.concrete_fields)
+_STANDING_COLUMNS = 6  # user_id and _STANDING_FIELDS
+
+
+@functools.lru_cache(maxsize=1)
+def _batch_read_sql() -> str:
+    """Params: auction id, the queued status, the batch size, then the auction id three times.
+    One row per queued bid (kind 0), standing (1) and account (2), each kind in its own columns,
+    the others NULL: cast, as UNION ALL takes each column's type from its first rows."""
+    bids, people = Bid._meta.db_table, Participant._meta.db_table
+    bid_types = [sql.db_type(f) for f in Bid._meta.concrete_fields]
+    standing_types = [sql.db_type(Participant._meta.get_field(f)) for f in ("user", *_STANDING_FIELDS)]
+    account_types = [sql.db_type(model._meta.get_field(f)) for model, f in ledger.LOCKED_ACCOUNT_FIELDS]
+
+    def nulls(types: list[str]) -> str:
+        return ", ".join(f"CAST(NULL AS {t})" for t in types)
+
+    standing_columns = ", ".join(f"p.{c}" for c in ("user_id", "max_amount", "max_bid_id", "max_position",
+                                                    "own_amount", "shown_amount"))
+    accounts = ledger.locked_accounts_sql("(SELECT user_id FROM who)", "postgresql")
+    return (
+        f"WITH q AS MATERIALIZED (SELECT {sql.columns(Bid)} FROM {bids} WHERE auction_id = %s AND status = %s "
+        f"ORDER BY position LIMIT %s), "
+        f"top AS MATERIALIZED (SELECT user_id FROM {people} WHERE auction_id = %s AND EXISTS (SELECT 1 FROM q) "
+        f"ORDER BY max_amount DESC, max_position LIMIT 2), "
+        f"who AS MATERIALIZED (SELECT bidder_id AS user_id FROM q UNION SELECT user_id FROM top), "
+        f"acc AS MATERIALIZED ({accounts}) "
+        f"SELECT 0, q.*, {nulls(standing_types)}, {nulls(account_types)} FROM q "
+        f"UNION ALL SELECT 1, {nulls(bid_types)}, {standing_columns}, {nulls(account_types)} FROM {people} AS p "
+        f"WHERE p.auction_id = %s AND p.user_id IN (SELECT user_id FROM who) "
+        f"UNION ALL SELECT 2, {nulls(bid_types)}, {nulls(standing_types)}, acc.* FROM acc"
+    )
+
+
 class _Funds:
     """What each bidder of a batch can commit to the auction, read once for the whole batch.
 
@@ -590,9 +662,9 @@ class _Funds:
     once, and the hold is moved once per batch, from the leader before it to the leader after
     it: the holds of leaders in between would be placed and released within one transaction."""
 
-    def __init__(self, auction: Auction, user_ids: set[int]) -> None:
+    def __init__(self, auction: Auction, user_ids: set[int], rows: list[tuple] | None = None) -> None:
         self.auction = auction
-        self.locked = ledger.LockedAccounts(auction_id=auction.pk, user_ids=user_ids)
+        self.locked = ledger.LockedAccounts(auction_id=auction.pk, user_ids=user_ids, rows=rows)
         self.accounts = self.locked.account_of
         self.available = {user_id: self.locked.available_here(user_id) for user_id in self.accounts}
         self.holder = auction.leader_id if auction.status == Auction.Status.LIVE else None
@@ -617,14 +689,15 @@ class _Funds:
 
 
 def _decide_locked(auction: Auction, pending: list[Bid], outbox: Outbox, writes: sql.Writes, *,
-                   now: datetime) -> _Book:
+                   now: datetime, read: _BatchRead | None = None) -> _Book:
     """Decide `pending` (position order) against the locked auction; queue the writes of bids,
     standings, holds and auction on `writes` (settling a buy-now at once). The caller holds the
-    Auction row lock and the transaction, and flushes `writes` before anything reads those rows."""
+    Auction row lock and the transaction, and flushes `writes` before anything reads those rows.
+    `read`: the batch's standings and accounts, when the caller read them with `pending`."""
     bidders = {b.bidder_id for b in pending}
-    book = _Book(auction, bidders=bidders)
+    book = _Book(auction, bidders=bidders, rows=read.standings if read else None)
     users = bidders | set(book.state.standings)
-    funds = _Funds(auction, users)
+    funds = _Funds(auction, users, rows=read.accounts if read else None)
     names = _names(auction, funds.locked, users)
     outbox.names = names
     moved = False

@@ -159,15 +159,18 @@ class LockedAccounts:
     (`capture`, `release_all`): hold_capture and a hold_release per hold were ten statements
     compiled by the ORM, most of an end's cost when many auctions end in one second."""
 
-    def __init__(self, *, auction_id: int, user_ids: Iterable[int]) -> None:
+    def __init__(self, *, auction_id: int, user_ids: Iterable[int], rows: list[tuple] | None = None) -> None:
+        """`rows`: the accounts' rows as `locked_accounts_sql` selects them, when the caller's own
+        statement read them and locked them as it does (FOR UPDATE, ascending id)."""
         _require_atomic()
         self.auction_id = auction_id
-        users = sorted(set(user_ids))
-        rows = []
-        if users:
-            with connection.cursor() as cursor:
-                cursor.execute(_locked_accounts_sql(len(users), connection.vendor), [auction_id, *users])
-                rows = cursor.fetchall()
+        if rows is None:
+            rows = []
+            users = sorted(set(user_ids))
+            if users:
+                with connection.cursor() as cursor:
+                    cursor.execute(_locked_accounts_sql(len(users), connection.vendor), [auction_id, *users])
+                    rows = cursor.fetchall()
         self.account_of = {user_id: pk for user_id, pk, *_ in rows}
         self.names = {user_id: name for user_id, _, _, _, _, name in rows}
         self.balance = {pk: balance for _, pk, balance, *_ in rows}
@@ -297,12 +300,23 @@ _ACTIVE_HERE = f'"{Hold._meta.db_table}"."auction_id" = %s AND "{Hold._meta.db_t
 
 @functools.lru_cache(maxsize=256)
 def _locked_accounts_sql(users: int, vendor: str) -> str:
+    return locked_accounts_sql(sql.in_list(users), vendor)
+
+
+def locked_accounts_sql(users: str, vendor: str) -> str:
+    """The statement LockedAccounts reads with (params: the auction id, then those `users`
+    takes): the accounts of `users` (an SQL list or subquery of user ids), locked in ascending
+    id, each with its active hold on the auction and its user's name."""
     accounts, holds, people = Account._meta.db_table, Hold._meta.db_table, User._meta.db_table
     lock = " FOR UPDATE OF a" if vendor == "postgresql" else ""  # SQLite serialises writers anyway
     return (f"SELECT a.user_id, a.id, a.balance, a.held, h.amount, u.username FROM {accounts} AS a "
             f"JOIN {people} AS u ON u.id = a.user_id "
             f"LEFT JOIN {holds} AS h ON h.account_id = a.id AND h.auction_id = %s AND h.active "
-            f"WHERE a.user_id IN {sql.in_list(users)} ORDER BY a.id{lock}")
+            f"WHERE a.user_id IN {users} ORDER BY a.id{lock}")
+
+
+LOCKED_ACCOUNT_FIELDS = ((Account, "user"), (Account, "id"), (Account, "balance"), (Account, "held"),
+                         (Hold, "amount"), (User, "username"))  # the model fields of its columns, in order
 
 
 def available_for_auction(*, account_id: int, auction_id: int) -> int:
