@@ -490,6 +490,8 @@ class _Book:
 
 
 _STANDING_FIELDS = ("max_amount", "max_bid", "max_position", "own_amount", "shown_amount")
+# What a batch reads of each standing: rules.Standing's fields, in order.
+_STANDING_COLUMNS = ("user_id", "max_amount", "max_bid_id", "max_position", "own_amount", "shown_amount")
 _OF_AUCTION = f'"{Participant._meta.db_table}"."auction_id" = %s'
 _AUCTION_FIELDS = ("current_price", "leader", "bid_count", "seq", "ends_at", "end_version", "status", "winner",
                    "final_price", "ended_at")
@@ -505,7 +507,7 @@ def _standings_sql(bidders: int | None, vendor: str) -> str:
     users (params: their ids, the auction id twice) and of the two highest maxima;
     with `bidders` None every standing of the auction (params: auction id)."""
     table = Participant._meta.db_table
-    columns = "user_id, max_amount, max_bid_id, max_position, own_amount, shown_amount"
+    columns = ", ".join(_STANDING_COLUMNS)
     if bidders is None:
         return f"SELECT {columns} FROM {table} WHERE auction_id = %s"
     return (f"SELECT {columns} FROM {table} WHERE user_id IN {sql.in_list(bidders)} AND auction_id = %s "
@@ -611,15 +613,14 @@ class _BatchRead:
             if kind == 0:
                 bids.append(row[:_BID_COLUMNS])
             elif kind == 1:
-                standings.append(row[_BID_COLUMNS:_BID_COLUMNS + _STANDING_COLUMNS])
+                standings.append(row[_BID_COLUMNS:_BID_COLUMNS + len(_STANDING_COLUMNS)])
             else:
-                accounts.append(row[_BID_COLUMNS + _STANDING_COLUMNS:])
+                accounts.append(row[_BID_COLUMNS + len(_STANDING_COLUMNS):])
         pending = sorted(sql.instances(Bid, bids), key=lambda bid: bid.position)  # UNION ALL keeps no order
         return cls(pending, standings, accounts)
 
 
 _BID_COLUMNS = len(Bid._meta.concrete_fields)
-_STANDING_COLUMNS = 6  # user_id and _STANDING_FIELDS
 
 
 @functools.lru_cache(maxsize=1)
@@ -635,8 +636,7 @@ def _batch_read_sql() -> str:
     def nulls(types: list[str]) -> str:
         return ", ".join(f"CAST(NULL AS {t})" for t in types)
 
-    standing_columns = ", ".join(f"p.{c}" for c in ("user_id", "max_amount", "max_bid_id", "max_position",
-                                                    "own_amount", "shown_amount"))
+    standing_columns = ", ".join(f"p.{c}" for c in _STANDING_COLUMNS)
     accounts = ledger.locked_accounts_sql("(SELECT user_id FROM who)", "postgresql")
     return (
         f"WITH q AS MATERIALIZED (SELECT {sql.columns(Bid)} FROM {bids} WHERE auction_id = %s AND status = %s "

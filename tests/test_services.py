@@ -128,6 +128,66 @@ def test_an_end_that_pays_the_seller_nothing_does_not_wait_for_the_sellers_accou
     invariants.assert_coins_conserved()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_decide_that_waits_for_a_bidders_account_decides_on_what_that_transaction_committed(
+        make_user, make_auction):
+    """A decide reads its bids, standings and accounts in one statement (on PostgreSQL). When
+    another transaction holds a bidder's account (another auction's decide placing a hold), the
+    decide waits for it and must then see the balance that transaction committed, not the one
+    of its statement's snapshot: here 50 coins left, too few for the bid of 100."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a row lock held by another session: SQLite locks the whole database for a writer")
+    alice = make_user("alice")
+    auction, other = make_auction(), make_auction()
+    services.bid_submit(auction_id=auction.pk, user=alice, amount=100)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_on_another_auction() -> None:
+        try:
+            with transaction.atomic():
+                accounts = ledger.LockedAccounts(auction_id=other.pk, user_ids={alice.pk})
+                accounts.move_hold(from_user_id=None, to_user_id=alice.pk, amount=950)
+                accounts.write()
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    decided: list[int] = []
+
+    def decide() -> None:
+        try:
+            decided.append(services.bids_decide_pending(auction_id=auction.pk))
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_on_another_auction)
+    holder.start()
+    decider = threading.Thread(target=decide)
+    try:
+        assert locked.wait(10)
+        decider.start()
+        with connection.cursor() as cursor:  # the decider is waiting for alice's account row
+            for _ in range(100):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND datname = current_database()")
+                if cursor.fetchone()[0]:
+                    break
+                threading.Event().wait(0.05)
+            else:
+                pytest.fail("the decide never waited for the account lock")
+    finally:
+        release.set()
+        holder.join(30)
+        decider.join(30)
+    assert decided == [1]
+    bid = Bid.objects.get(auction=auction)
+    assert (bid.status, bid.reason) == (Bid.Status.REJECTED, rules.INSUFFICIENT_FUNDS)
+    alice.account.refresh_from_db()
+    assert (alice.account.balance, alice.account.held) == (1000, 950)
+    invariants.assert_coins_conserved()
+
+
 def test_without_a_seller_the_house_is_paid(make_user, make_auction):
     alice = make_user("alice")
     auction = make_auction(extend_window_s=0)
