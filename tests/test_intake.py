@@ -6,50 +6,15 @@ Intake row it waited for; these tests make that wait happen rather than trust it
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from django.db import IntegrityError, connection, connections
+from django.db import IntegrityError
 
 from auctions import intake, services
 from auctions.models import Bid, Intake
 from core.errors import Conflict
 from tests import invariants
-
-
-def _wait_until_blocked(deadline_s: float = 10.0) -> None:
-    """Until another connection waits for a row lock (PostgreSQL), or a moment (SQLite, whose
-    second writer waits on the database lock)."""
-    if connection.vendor != "postgresql":
-        time.sleep(0.5)
-        return
-    end = time.monotonic() + deadline_s
-    with connection.cursor() as cursor:
-        while time.monotonic() < end:
-            # Activity statistics are snapshotted once per transaction, and we are inside the end's.
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                           " AND wait_event_type = 'Lock'")
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the bid never waited for the end's lock")
-
-
-def _in_thread(target) -> tuple[threading.Thread, dict]:
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            out["value"] = target()
-        except BaseException as exc:  # reported by the test
-            out["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, out
+from tests.locks import in_thread, wait_until_blocked
 
 
 def test_a_bid_that_waited_for_an_end_is_refused_when_the_end_commits(transactional_db, make_user, make_auction,
@@ -66,13 +31,13 @@ def test_a_bid_that_waited_for_an_end_is_refused_when_the_end_commits(transactio
         # The end holds the Intake lock here, inside its transaction: a bid now has to wait.
         real_close(auction_id, *args, **kwargs)
         bid_started.set()
-        _wait_until_blocked()
+        wait_until_blocked("the bid")
 
     monkeypatch.setattr(intake, "close", close_then_let_a_bid_wait)
-    the_end, ended = _in_thread(lambda: services.auction_end(auction_id=auction.pk, now=ends_at))
+    the_end, ended = in_thread(lambda: services.auction_end(auction_id=auction.pk, now=ends_at))
     assert bid_started.wait(10), ended
     # Received just before the end (by its own clock), it reaches the Intake lock only after.
-    a_bid, refused = _in_thread(lambda: services.bid_submit(auction_id=auction.pk, user=bob, amount=30))
+    a_bid, refused = in_thread(lambda: services.bid_submit(auction_id=auction.pk, user=bob, amount=30))
     the_end.join(20)
     a_bid.join(20)
 
@@ -93,7 +58,7 @@ def test_bids_racing_for_one_auction_get_every_position_once(transactional_db, m
         return [services.bid_submit(auction_id=auction.pk, user=user, amount=1 + k, client_bid_id=f"c{k}").bid.position
                 for k in range(15)]
 
-    runs = [_in_thread(lambda u=u: submit_many(u)) for u in users]
+    runs = [in_thread(lambda u=u: submit_many(u)) for u in users]
     for thread, _ in runs:
         thread.join(60)
     for _, out in runs:

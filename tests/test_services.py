@@ -17,6 +17,7 @@ from core import clock, ledger
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.models import Account, Hold, Transfer, User
 from tests import invariants
+from tests.locks import in_thread, wait_until_blocked
 
 
 def _types(auction) -> list[str]:
@@ -155,35 +156,20 @@ def test_a_decide_that_waits_for_a_bidders_account_decides_on_what_that_transact
         finally:
             connections.close_all()
 
-    decided: list[int] = []
-
-    def decide() -> None:
-        try:
-            decided.append(services.bids_decide_pending(auction_id=auction.pk))
-        finally:
-            connections.close_all()
-
     holder = threading.Thread(target=hold_on_another_auction)
     holder.start()
-    decider = threading.Thread(target=decide)
+    decider = None
     try:
         assert locked.wait(10)
-        decider.start()
-        with connection.cursor() as cursor:  # the decider is waiting for alice's account row
-            for _ in range(100):
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                               "AND datname = current_database()")
-                if cursor.fetchone()[0]:
-                    break
-                threading.Event().wait(0.05)
-            else:
-                pytest.fail("the decide never waited for the account lock")
+        decider, decided = in_thread(lambda: services.bids_decide_pending(auction_id=auction.pk))
+        wait_until_blocked("the decide")  # for alice's account row
     finally:
         release.set()
         holder.join(30)
-        if decider.ident is not None:
+        if decider is not None:
             decider.join(30)
-    assert len(decided) == 1  # the decide finished (a bid worker of this run may have swept the bid first)
+    # The decide finished (a bid worker of this run may have swept the bid first).
+    assert "value" in decided, decided
     bid = Bid.objects.get(auction=auction)
     assert (bid.status, bid.reason) == (Bid.Status.REJECTED, rules.INSUFFICIENT_FUNDS)
     alice.account.refresh_from_db()
