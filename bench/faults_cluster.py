@@ -233,7 +233,7 @@ class Cluster:
                                             "--queues", "bidworkers"] + quiet)
         self._add("worker", celery + ["worker", "--pool", "threads", "--concurrency", "4", "--hostname",
                                       "default@faults", "--queues", "default"] + quiet)
-        self._add("beat", celery + ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+        self._add("beat", celery + ["beat", "--scheduler", "tasks.beat_scheduler:Scheduler",
                                     "--max-interval", "1", "--pidfile=", "--schedule",
                                     str(self.root / "celerybeat-schedule"), "--loglevel", "INFO"])
 

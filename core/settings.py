@@ -198,7 +198,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "priority_steps": [0],
     "health_check_interval": 10,
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "tasks.beat_scheduler:Scheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 

@@ -292,7 +292,7 @@ def process_table(host: str, ports: list[int], bid_workers: int, state: Path, we
         children.append(Child(f"bids{k}", bid_worker_argv(f"bids{k}"), kind="bids"))
     children.append(Child("worker", CELERY + ["worker", "--pool", "threads", "--concurrency", "4", "--hostname",
                                               "default@%h", "--queues", "default"] + QUIET))
-    children.append(Child("beat", CELERY + ["beat", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+    children.append(Child("beat", CELERY + ["beat", "--scheduler", "tasks.beat_scheduler:Scheduler",
                                             "--max-interval", "1", "--pidfile=", "--schedule",
                                             str(state / "celerybeat-schedule"), "--loglevel", "INFO"]))
     return children

@@ -92,7 +92,7 @@ def default_worker() -> Proc:
 
 def beat(schedule_dir: str) -> Proc:
     return Proc("beat", [sys.executable, "-m", "celery", "-A", "celery_app", "beat", "--scheduler",
-                         "django_celery_beat.schedulers:DatabaseScheduler", "--max-interval", "1",
+                         "tasks.beat_scheduler:Scheduler", "--max-interval", "1",
                          "--pidfile=", "--schedule", os.path.join(schedule_dir, "celerybeat-schedule"),
                          "--loglevel", "INFO"], _env())
 

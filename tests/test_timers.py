@@ -1,4 +1,4 @@
-"""Lifecycle timers on real parts: celery-beat (django-celery-beat's DatabaseScheduler), the
+"""Lifecycle timers on real parts: celery-beat (django-celery-beat's DatabaseScheduler, as tasks.beat_scheduler), the
 default worker and a bid worker, on real Redis (P5, P6)."""
 
 from __future__ import annotations
