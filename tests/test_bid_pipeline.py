@@ -408,12 +408,19 @@ def test_ringing_several_auctions_at_once_sends_one_doorbell_each_until_answered
     assert len(sent) == 4 and sent[3] == ids[2]
 
 
+def _broker():
+    """The broker's Redis, where Celery's messages are, even while a test keeps Gavel's own keys
+    elsewhere (own_redis)."""
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+
+
 def _queued(auction_id: int) -> list[dict]:
     import json
 
-    from tasks.redis_client import client
-
-    return [json.loads(message) for message in client().lrange(auction_queue(auction_id), 0, -1)]
+    return [json.loads(message) for message in _broker().lrange(auction_queue(auction_id), 0, -1)]
 
 
 def _args(message: dict) -> list:
@@ -426,17 +433,14 @@ def _args(message: dict) -> list:
 
 
 @pytest.fixture
-def fresh_bells():
-    """Auctions 990_011..990_016 with no doorbell mark, no queued message and no owner."""
-    from tasks import assignment
-    from tasks.redis_client import client
-
+def fresh_bells(own_redis):
+    """Auctions 990_011..990_016 with no doorbell mark, no queued message and no owner. The marks
+    and owners are on the test's own Redis: the session's beat reconciles the assignment in the
+    shared one every second and would drop owners a test set there."""
     ids = list(range(990_011, 990_017))
 
     def clean():
-        doorbell.answered(*ids)
-        client().delete(*(auction_queue(auction_id) for auction_id in ids))
-        client().hdel(assignment.ASSIGN_KEY, *(str(auction_id) for auction_id in ids))
+        _broker().delete(*(auction_queue(auction_id) for auction_id in ids))
 
     clean()
     yield ids
