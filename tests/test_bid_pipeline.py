@@ -486,24 +486,18 @@ def test_an_intake_batch_rings_each_bid_worker_once_for_all_its_auctions(fresh_b
     assert all(client().exists(doorbell._bell_key(auction_id)) for auction_id in fresh_bells)
 
 
-def test_a_bid_worker_gets_its_many_auctions_in_groups_of_at_most_group_most(monkeypatch):
+def test_a_bid_worker_gets_its_many_auctions_in_groups_of_at_most_group_most(monkeypatch, own_redis):
     """One long group would hold the worker's other doorbells behind it: a batch ringing more of
     one worker's auctions than doorbell.GROUP_MOST sends them in several groups, each once."""
     from tasks import assignment
-    from tasks.redis_client import client
 
     sent: list[list[int]] = []
     monkeypatch.setattr(doorbell, "_send_many", lambda groups, *, forced=False: sent.extend(groups))
     ids = list(range(990_051, 990_051 + doorbell.GROUP_MOST + 2))
-    doorbell.answered(*ids)
-    client().hset(assignment.ASSIGN_KEY, mapping={str(auction_id): "bids-a@h" for auction_id in ids})
-    try:
-        doorbell.ring_many(ids)
-        assert sorted(len(group) for group in sent) == [2, doorbell.GROUP_MOST]
-        assert sorted(auction_id for group in sent for auction_id in group) == ids
-    finally:
-        doorbell.answered(*ids)
-        client().hdel(assignment.ASSIGN_KEY, *(str(auction_id) for auction_id in ids))
+    own_redis.hset(assignment.ASSIGN_KEY, mapping={str(auction_id): "bids-a@h" for auction_id in ids})
+    doorbell.ring_many(ids)
+    assert sorted(len(group) for group in sent) == [2, doorbell.GROUP_MOST]
+    assert sorted(auction_id for group in sent for auction_id in group) == ids
 
 
 def test_a_batch_of_doorbells_the_broker_refuses_clears_their_marks(monkeypatch, caplog):
@@ -560,17 +554,12 @@ def test_a_timer_sends_each_end_alone_when_the_owners_cannot_be_read(monkeypatch
     assert sent == [[[(1, 1)], [(2, 1)]]]
 
 
-def test_owners_reads_each_auctions_bid_worker():
+def test_owners_reads_each_auctions_bid_worker(own_redis):
     from tasks import assignment
-    from tasks.redis_client import client
 
-    client().hset(assignment.ASSIGN_KEY, mapping={"990041": "bids-a@h", "990042": "bids-b@h"})
-    try:
-        assert assignment.owners([990041, 990043, 990042]) == {990041: "bids-a@h", 990043: None,
-                                                                990042: "bids-b@h"}
-        assert assignment.owners([]) == {}
-    finally:
-        client().hdel(assignment.ASSIGN_KEY, "990041", "990042")
+    own_redis.hset(assignment.ASSIGN_KEY, mapping={"990041": "bids-a@h", "990042": "bids-b@h"})
+    assert assignment.owners([990041, 990043, 990042]) == {990041: "bids-a@h", 990043: None, 990042: "bids-b@h"}
+    assert assignment.owners([]) == {}
 
 
 def test_ends_sent_together_each_reach_their_auctions_queue():
