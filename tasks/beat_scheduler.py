@@ -18,9 +18,10 @@ class Scheduler(DatabaseScheduler):
     left out of this read, and the deletion's change mark makes beat read the table again."""
 
     def enabled_models(self):
-        models = super().enabled_models()
-        kept = [m for m in models if m.scheduler is not None]
-        for m in models:
+        kept = []
+        for m in super().enabled_models():
             if m.scheduler is None:
                 log.info("beat entry %r lost its schedule while being read; skipped", m.name)
+            else:
+                kept.append(m)
         return kept

@@ -1,5 +1,5 @@
-"""Lifecycle timers on real parts: celery-beat (django-celery-beat's DatabaseScheduler, as tasks.beat_scheduler), the
-default worker and a bid worker, on real Redis (P5, P6)."""
+"""Lifecycle timers on real parts: celery-beat (django-celery-beat's DatabaseScheduler, as
+tasks.beat_scheduler), the default worker and a bid worker, on real Redis (P5, P6)."""
 
 from __future__ import annotations
 
