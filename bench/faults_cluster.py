@@ -300,5 +300,19 @@ class Cluster:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+            # A failed run keeps its logs and prints their ends: in CI the temp dir is gone
+            # with the machine, and a fault that did not recover is only explained by what
+            # the processes said meanwhile.
+            self.keep = True
+            sys.stderr.write(self.log_tails())
         self.stop()
+
+    def log_tails(self, lines: int = 40) -> str:
+        parts = [f"\n===== the cluster's logs are kept in {self.root} =====\n"]
+        for name, path in [*((n, p.log) for n, p in self.procs.items()), ("redis", self.redis.log)]:
+            text = path.read_text(errors="replace") if path.exists() else ""
+            tail = "\n".join(text.splitlines()[-lines:])
+            parts.append(f"----- {name}: last {lines} lines -----\n{tail}\n")
+        return "".join(parts)

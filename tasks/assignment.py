@@ -8,7 +8,8 @@ unassigned auctions and those of silent workers go to the least loaded live work
 live workers' loads differ by two or more (a worker joined, or auctions ended unevenly) auctions
 move from the most to the least loaded until they do not. An operator may move an auction by
 hand (`move`, from the admin); it is then pinned there: rebalancing leaves it alone while that
-worker lives (`gavel:pinned`).
+worker lives (`gavel:pinned`). The hash is the truth: each pass ends by making every worker's
+set equal to its part of it (`repair_sets`).
 Correctness does not depend on this being exact: bids are ordered and decided once by the
 database (Intake positions, the Auction row lock), so two consumers for a moment is harmless.
 """
@@ -233,10 +234,45 @@ def reconcile(active_auction_ids: Iterable[int]) -> dict[str, int]:
             doorbell.tell_worker(m.to, m.auction_id)
     if any(m.reason == "rebalance" for m in moves):
         log.info("rebalanced %d auctions over %d bid workers", counts["rebalance"], len(workers))
-    # Sets of workers that are gone keep nothing: a worker that comes back starts clean.
-    live = set(workers)
-    for key in client().scan_iter(match=_worker_key("*"), count=500):
-        if key[len(_worker_key("")):] not in live:
-            client().delete(key)
+    repaired = repair_sets()
+    if repaired:
+        log.warning("bid worker sets disagreed with the assignment in %d places; repaired", repaired,
+                    extra={"repaired": repaired})
     client().zremrangebyscore(WORKERS_KEY, "-inf", now - FORGET_WORKER_AFTER_S)
     return counts
+
+
+def repair_sets() -> int:
+    """Make each worker's set hold exactly the auctions the hash gives it, in one transaction
+    that a concurrent move (every move writes the hash) makes start again. Returns how many
+    members were added or removed.
+
+    The worker follows its set, and loads are counted from the sets, while ownership is the
+    hash: an auction in the hash but missing from its owner's set has no consumer, and no plan
+    would ever move it (its owner is live). Reconciles used to delete the sets of workers they
+    had not seen alive; two overlapping (as they do when beat's ticks queued during a Redis
+    outage arrive together) deleted the set of a worker that had just heartbeated and been
+    given auctions by the other, and an auction's bids waited for ever. A gone worker's set is
+    emptied here too, member by member, once the plan has moved its auctions away."""
+    prefix = _worker_key("")
+
+    def apply(pipe) -> int:
+        wanted: dict[str, set[str]] = {}
+        for auction_id, worker in pipe.hgetall(ASSIGN_KEY).items():
+            wanted.setdefault(worker, set()).add(auction_id)
+        names = set(wanted) | {key[len(prefix):] for key in pipe.scan_iter(match=_worker_key("*"), count=500)}
+        fixes = []
+        for name in sorted(names):
+            held = pipe.smembers(_worker_key(name))
+            want = wanted.get(name, set())
+            if held != want:
+                fixes.append((name, want - held, held - want))
+        pipe.multi()
+        for name, missing, extra in fixes:
+            if missing:
+                pipe.sadd(_worker_key(name), *missing)
+            if extra:
+                pipe.srem(_worker_key(name), *extra)
+        return sum(len(missing) + len(extra) for _, missing, extra in fixes)
+
+    return client().transaction(apply, ASSIGN_KEY, value_from_callable=True)

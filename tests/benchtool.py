@@ -66,6 +66,8 @@ def run_tool(module: str, args: list[str], timeout: float) -> tuple[int, str]:
 def results_of(directory: Path, scenario: str, out: str) -> dict:
     """The one results JSON the run wrote (its Markdown twin must be there too)."""
     files = sorted(directory.glob(f"*-{scenario}.json"))
+    if len(files) != 1:
+        print(out)  # pytest shows it with the failure: the whole run, with any logs it printed
     assert len(files) == 1, (list(directory.iterdir()) if directory.exists() else "no results dir", out[-3000:])
     assert files[0].with_suffix(".md").exists()
     return json.loads(files[0].read_text())

@@ -83,6 +83,16 @@ def bid_worker(name: str, **env: str) -> Proc:
                        "--without-gossip", "--without-mingle", "--without-heartbeat"], {**_env(), **env})
 
 
+def stray_consumer(queue: str) -> Proc:
+    """A worker outside the assignment consuming one auction's queue: a failover's old owner
+    that has not yet noticed it lost the auction (partitioned from Redis's assignment, say).
+    A bid worker cannot stand in for it: the reconciler makes each one's set match the
+    assignment, and its sync drops any queue not in its set within a second."""
+    return Proc("stray", [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "solo",
+                          "--hostname", "stray@test", "--queues", queue, "--loglevel", "INFO",
+                          "--without-gossip", "--without-mingle", "--without-heartbeat"], _env())
+
+
 def default_worker() -> Proc:
     return Proc("default", [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "threads",
                             "--concurrency", "4", "--hostname", "default@test", "--queues", "default",

@@ -146,3 +146,49 @@ def test_a_move_planned_from_a_stale_read_is_skipped(own_redis):
 
     assert assignment._move(7, "w2", None) is False  # planned as if nobody owned it
     assert assignment.owner(7) == "w1" and assignment.assigned_auctions("w2") == set()
+
+
+def _sets_follow_the_hash(workers) -> bool:
+    owners = assignment.assignments()
+    return all(assignment.assigned_auctions(w) == {a for a, o in owners.items() if o == w} for w in workers)
+
+
+def test_overlapping_reconciles_leave_every_auction_in_its_owners_set(own_redis, monkeypatch):
+    """After a Redis outage, beat's queued reconciles arrive together and overlap: one that read
+    only w1 alive finishes after another has seen w2's first heartbeat and given it auctions.
+    The slow one must not take w2's auctions from its set: w2 consumes what its set holds, and
+    no later plan moves an auction whose owner is alive."""
+    assignment.heartbeat("w1")
+    active = [1, 2, 3, 4]
+    assignment.reconcile(active)
+    plan = assignment.plan_moves
+    overlapped = []
+
+    def plan_while_another_reconciles(**kwargs):
+        if not overlapped:  # this pass has read its live workers: only w1
+            overlapped.append(True)
+            assignment.heartbeat("w2")
+            assignment.reconcile(active)
+        return plan(**kwargs)
+
+    monkeypatch.setattr(assignment, "plan_moves", plan_while_another_reconciles)
+    assignment.reconcile(active)
+
+    given_to_w2 = {a for a, owner in assignment.assignments().items() if owner == "w2"}
+    assert given_to_w2, "the overlapping reconcile should have balanced some auctions onto w2"
+    assert assignment.assigned_auctions("w2") == given_to_w2
+    assert _sets_follow_the_hash(["w1", "w2"])
+
+
+def test_repair_sets_restores_a_missing_member_and_empties_a_gone_workers_set(own_redis):
+    assignment.heartbeat("w1")
+    assignment.reconcile([1, 2])
+    client = assignment.client()
+    client.srem("gavel:worker:w1", 2)  # lost: w1 owns auction 2 but would not consume it
+    client.sadd("gavel:worker:gone", 1, 9)  # left behind by a worker nobody assigns to
+
+    assert assignment.repair_sets() == 3
+
+    assert assignment.assigned_auctions("w1") == {1, 2}
+    assert assignment.assigned_auctions("gone") == set()
+    assert assignment.repair_sets() == 0
