@@ -82,3 +82,57 @@ def test_a_repeated_client_bid_id_stores_nothing_and_answers_the_original(transa
     assert (first.bid.position, again.position) == (1, 2)
     assert Intake.objects.get(pk=auction.pk).last_position == 2
     assert Bid.objects.filter(auction=auction).count() == 2
+
+
+def _unsaved(auction, user, amount: int, client_bid_id: str | None = None) -> Bid:
+    from core import clock
+
+    return Bid(auction_id=auction.pk, bidder_id=user.pk, amount=amount, client_bid_id=client_bid_id,
+               channel="ws", received_at=clock.now(), status=Bid.Status.QUEUED)
+
+
+def test_batches_sharing_auctions_in_any_order_take_every_position_once(transactional_db, make_user, make_auction):
+    """Batches of several auctions' bids, listing the same auctions in different orders, at once:
+    each auction's Intake row is locked by one batch at a time, and none may deadlock."""
+    import random
+
+    users = [make_user(f"u{i}") for i in range(6)]
+    auctions = [make_auction(lasts=120) for _ in range(4)]
+
+    def batches(k: int) -> None:
+        rng = random.Random(k)
+        for round_ in range(20):
+            order = rng.sample(auctions, len(auctions))
+            answers = intake.receive_many([_unsaved(a, users[k], 10 + round_) for a in order for _ in range(2)])
+            assert all(isinstance(a, Bid) for a in answers), answers
+
+    runs = [in_thread(lambda k=k: batches(k)) for k in range(len(users))]
+    for thread, _ in runs:
+        thread.join(120)
+    for _, out in runs:
+        assert "error" not in out, out
+    for auction in auctions:
+        invariants.assert_positions_contiguous(auction)
+        assert Intake.objects.get(pk=auction.pk).last_position == len(users) * 20 * 2
+
+
+def test_a_batch_stores_the_open_auctions_bids_and_answers_each_of_the_others(transactional_db, make_user,
+                                                                             make_auction):
+    alice, bob = make_user("alice"), make_user("bob")
+    live, closed = make_auction(lasts=60), make_auction(lasts=60)
+    Intake.objects.filter(pk=closed.pk).update(closed=True)  # an end or cancel is committing
+    taken = services.bid_submit(auction_id=live.pk, user=alice, amount=20, client_bid_id="taken")
+
+    answers = intake.receive_many([
+        _unsaved(live, bob, 21, "b1"),
+        _unsaved(closed, bob, 21, "b2"),
+        _unsaved(live, alice, 22, "taken"),  # a duplicate: the one statement fails, each goes alone
+        _unsaved(live, alice, 23, "a2"),
+    ])
+
+    assert [a if isinstance(a, str) or a is None else a.position for a in answers] == [2, None, intake.DUPLICATE, 3]
+    assert list(Bid.objects.filter(auction=live).order_by("position").values_list("position", "client_bid_id")) == [
+        (1, "taken"), (2, "b1"), (3, "a2")]
+    assert Intake.objects.get(pk=live.pk).last_position == 3
+    assert not Bid.objects.filter(auction=closed).exists()
+    assert taken.bid.position == 1
