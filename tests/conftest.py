@@ -164,3 +164,21 @@ def own_redis(_own_redis_server, monkeypatch):
     monkeypatch.setattr(redis_client, "_client", _own_redis_server)
     monkeypatch.setattr(redis_client, "_pid", os.getpid())
     return _own_redis_server
+
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, plus: before the test database is dropped, end the sessions other threads
+    of this process still hold. Threads that ran database work for an event loop (the intake's
+    batches, requests) keep their persistent connection, as they should in a web process, and
+    Django closes only the main thread's; PostgreSQL then refused to drop the database ("is being
+    accessed by other users") and the run ended with a warning and a database left behind."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                               " WHERE datname = current_database() AND pid <> pg_backend_pid()")
