@@ -310,9 +310,9 @@ class Cluster:
         self.stop()
 
     def log_tails(self, lines: int = 40) -> str:
+        redis = self.redis.log.read_text(errors="replace") if self.redis.log.exists() else ""
         parts = [f"\n===== the cluster's logs are kept in {self.root} =====\n"]
-        for name, path in [*((n, p.log) for n, p in self.procs.items()), ("redis", self.redis.log)]:
-            text = path.read_text(errors="replace") if path.exists() else ""
+        for name, text in {**self.logs(), "redis": redis}.items():
             tail = "\n".join(text.splitlines()[-lines:])
             parts.append(f"----- {name}: last {lines} lines -----\n{tail}\n")
         return "".join(parts)

@@ -77,10 +77,14 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _worker(name: str, hostname: str, *options: str, env: dict[str, str] | None = None) -> Proc:
+    return Proc(name, [sys.executable, "-m", "celery", "-A", "celery_app", "worker", *options, "--hostname",
+                       f"{hostname}@test", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                       "--without-heartbeat"], {**_env(), **(env or {})})
+
+
 def bid_worker(name: str, **env: str) -> Proc:
-    return Proc(name, [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--bids", "--pool", "solo",
-                       "--hostname", f"{name}@test", "--queues", "bidworkers", "--loglevel", "INFO",
-                       "--without-gossip", "--without-mingle", "--without-heartbeat"], {**_env(), **env})
+    return _worker(name, name, "--bids", "--pool", "solo", "--queues", "bidworkers", env=env)
 
 
 def stray_consumer(queue: str) -> Proc:
@@ -88,16 +92,11 @@ def stray_consumer(queue: str) -> Proc:
     that has not yet noticed it lost the auction (partitioned from Redis's assignment, say).
     A bid worker cannot stand in for it: the reconciler makes each one's set match the
     assignment, and its sync drops any queue not in its set within a second."""
-    return Proc("stray", [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "solo",
-                          "--hostname", "stray@test", "--queues", queue, "--loglevel", "INFO",
-                          "--without-gossip", "--without-mingle", "--without-heartbeat"], _env())
+    return _worker("stray", "stray", "--pool", "solo", "--queues", queue)
 
 
 def default_worker() -> Proc:
-    return Proc("default", [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "threads",
-                            "--concurrency", "4", "--hostname", "default@test", "--queues", "default",
-                            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                _env())
+    return _worker("default", "default", "--pool", "threads", "--concurrency", "4", "--queues", "default")
 
 
 def beat(schedule_dir: str) -> Proc:

@@ -12,6 +12,7 @@ from django.db import IntegrityError
 
 from auctions import intake, services
 from auctions.models import Bid, Intake
+from core import clock
 from core.errors import Conflict
 from tests import invariants
 from tests.locks import in_thread, wait_until_blocked
@@ -85,8 +86,6 @@ def test_a_repeated_client_bid_id_stores_nothing_and_answers_the_original(transa
 
 
 def _unsaved(auction, user, amount: int, client_bid_id: str | None = None) -> Bid:
-    from core import clock
-
     return Bid(auction_id=auction.pk, bidder_id=user.pk, amount=amount, client_bid_id=client_bid_id,
                channel="ws", received_at=clock.now(), status=Bid.Status.QUEUED)
 
