@@ -1,5 +1,5 @@
 """The beat scheduler: django-celery-beat's DatabaseScheduler, made to survive an entry deleted
-while it reads the table."""
+while it reads the table, and to notice every change of the table's change mark."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ class Scheduler(DatabaseScheduler):
             else:
                 kept.append(m)
         return kept
+
+    def schedule_changed(self):
+        """The stock check counts a change only when the change mark moves forward from one it
+        saw before: `ts > (last or ts)`. When the mark's row is gone (the table was emptied, as a
+        flush or a restore does), it reads None; the mark the next write sets is then compared
+        with itself and counted as no change, and beat keeps the schedule it held before the
+        wipe (stale entries, or none at all) until the next write, however long that is. Any
+        difference from the mark seen last is a change here, which is what the mark is for."""
+        seen = self._last_timestamp
+        changed = super().schedule_changed()
+        return changed or self._last_timestamp != seen

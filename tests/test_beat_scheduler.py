@@ -1,8 +1,9 @@
-"""The beat scheduler reading its entries while one of them is being deleted."""
+"""The beat scheduler reading its entries while one of them is being deleted, and after its table
+was emptied and refilled between two of its reads."""
 
 import pytest
 from django.db import connection
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from celery_app import app
@@ -51,3 +52,41 @@ def test_the_stock_scheduler_dies_on_that_read():
     ensure_beat_schedule()
     with pytest.raises(AttributeError):
         _read(DatabaseScheduler, every=2)
+
+
+def _wipe_as_a_flush_does():
+    """Entries, intervals and the change mark's row all gone, as TRUNCATE leaves them. Deleting
+    through the ORM sets the mark again, so its row goes last."""
+    PeriodicTask.objects.all().delete()
+    IntervalSchedule.objects.all().delete()
+    PeriodicTasks.objects.all().delete()
+
+
+def _entries(scheduler) -> dict[str, int]:
+    return {name: entry.model.pk for name, entry in scheduler.schedule.items()}
+
+
+def _stored() -> dict[str, int]:
+    return dict(PeriodicTask.objects.filter(enabled=True).values_list("name", "pk"))
+
+
+@pytest.mark.parametrize("scheduler_class", [
+    Scheduler,
+    pytest.param(DatabaseScheduler, marks=pytest.mark.xfail(strict=True, reason=(
+        "the stock check compares the first mark after a wipe with itself: no change"))),
+])
+@pytest.mark.django_db(transaction=True)
+def test_entries_written_after_beat_saw_its_table_emptied_are_read(scheduler_class):
+    """The test suite's flush between two tests, then the next test's entries: beat read the
+    schedule between the two, and must pick up the entries written after it."""
+    ensure_beat_schedule()
+    scheduler = scheduler_class(app=app, lazy=True)
+    assert _entries(scheduler) == _stored()  # the initial read
+    assert _entries(scheduler) == _stored()  # its first check of the mark
+
+    _wipe_as_a_flush_does()
+    wiped = _entries(scheduler)
+    ensure_beat_schedule()
+
+    assert _entries(scheduler) == _stored() != {}
+    assert wiped == {}
