@@ -5,13 +5,21 @@ a reused thread.
   Django's own ASGI handler keeps the chain async, and its middleware (MiddlewareMixin) then
   runs each process_request, process_view and process_response through a thread hop of its own:
   about a dozen hops per API request, and the view (sync: the ORM is) one more.
+- That one hop also sends `request_started` and, for a body already rendered, closes the
+  response (`request_finished`: Django closes the request's database connection) before the
+  body goes out. Django's handler spends a hop on each of those two, and runs the request as a
+  task beside another that waits for the client to disconnect, to cancel it: a sync view on its
+  thread cannot be cancelled, and uvicorn drops what is sent to a client that left. A streamed
+  response (a static file) is still closed after its last chunk, in a hop of its own.
 - Django runs each request under a ThreadSensitiveContext of its own, so that sync code runs on
   a thread created for the request and joined after it. Here each request still gets a
   single-thread executor to itself while it runs, but from a pool of idle ones, to which it goes
   back after, like a WSGI server's threads.
 
 In the hot-auction benchmark's REST run (python -m bench.hot_auction --via rest), thread starts
-and the per-middleware hops were about a third of a web process's CPU.
+and the per-middleware hops were about a third of a web process's CPU; after them, Django's
+three hops per request and the disconnect task were ~40% (py-spy --gil), and serving a request
+in one hop took the web's CPU per REST bid from 3.0-3.1 to 1.9 ms (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -22,7 +30,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse
+from django.http.response import HttpResponseBase
+from django.urls import set_script_prefix
 
 MAX_IDLE = 64  # idle request threads kept per process; more are stopped when their request ends
 
@@ -61,9 +74,33 @@ class PooledThreadsASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)  # the sync chain, as under WSGI
 
-    async def get_response_async(self, request):
-        # The whole sync chain, view included, on the request's thread (see the module's doc).
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+    async def handle(self, scope, receive, send) -> None:
+        """Django's handle (see the module's doc), in one hop."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        try:
+            response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
+            await self.send_response(response, send)
+            if response.streaming:
+                await sync_to_async(response.close, thread_sensitive=True)()
+        finally:
+            body_file.close()
+
+    def _respond(self, scope, body_file) -> HttpResponseBase:
+        """On the request's thread: what Django's handle does around the sync chain."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        response._handler_class = self.__class__
+        if not response.streaming:
+            response.close()
+        return response
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

@@ -1,11 +1,16 @@
-"""core.asgi_handler: each request's sync code on one thread of its own, threads reused after."""
+"""core.asgi_handler: each request's sync code on one thread of its own, in one hop, threads reused
+after."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
+import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core import signals
 
 from core.asgi_handler import ExecutorPool, PooledThreadsASGIHandler
 
@@ -70,3 +75,73 @@ def test_the_pool_keeps_at_most_max_idle_threads():
     pool.give(second)
     assert pool.idle == [first]
     assert second._shutdown
+
+
+def _get(app: PooledThreadsASGIHandler, path: str) -> tuple[int, bytes, list[str]]:
+    """One GET through the real handler, as uvicorn would call it: (status, body, what happened
+    in order: the signals' and the body's arrival)."""
+    happened: list[str] = []
+    status, body = 0, b""
+
+    async def scenario() -> None:
+        nonlocal status, body
+        request = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive():
+            if request:
+                return request.pop()
+            await asyncio.sleep(3600)  # no disconnect: the client waits for its answer
+
+        async def send(message):
+            nonlocal status, body
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            else:
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    happened.append("body sent")
+
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [(b"host", b"testserver")], "server": ("testserver", 80),
+                 "client": ("127.0.0.1", 1), "scheme": "http", "root_path": "", "http_version": "1.1"}
+        await app(scope, receive, send)
+
+    def started(**_):
+        happened.append(f"started on {threading.current_thread().name}")
+
+    def finished(**_):
+        happened.append(f"finished on {threading.current_thread().name}")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        asyncio.run(scenario())
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    return status, body, happened
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_is_served_with_its_signals_once_each_on_its_own_thread():
+    """The signals, the middleware and the view in one hop to the request's thread; the
+    response's close (request_finished: Django closes the request's database connection) in the
+    same hop, before the body goes out, which an already rendered body does not need."""
+    status, body, happened = _get(PooledThreadsASGIHandler(), "/api/auctions")
+
+    assert status == 200 and isinstance(json.loads(body), dict | list)
+    thread = happened[0].removeprefix("started on ")
+    assert thread.startswith("gavel-request")
+    assert happened == [f"started on {thread}", f"finished on {thread}", "body sent"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streamed_file_is_closed_after_its_last_chunk_is_sent():
+    app = PooledThreadsASGIHandler()
+    app.chunk_size = 64  # several chunks
+    status, body, happened = _get(app, "/static/auctions/room.js")
+
+    assert status == 200
+    assert body == (settings.BASE_DIR / "auctions/static/auctions/room.js").read_bytes()
+    assert len(body) > 64
+    assert [h.split(" on ")[0] for h in happened] == ["started", "body sent", "finished"]
