@@ -135,6 +135,9 @@ def test_a_request_is_served_with_its_signals_once_each_on_its_own_thread():
     assert happened == [f"started on {thread}", f"finished on {thread}", "body sent"]
 
 
+# Django's own warning for any file served under ASGI (WhiteNoise's response iterates the file
+# synchronously); it says nothing about this handler.
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
 @pytest.mark.django_db(transaction=True)
 def test_a_streamed_file_is_closed_after_its_last_chunk_is_sent():
     app = PooledThreadsASGIHandler()
