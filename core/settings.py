@@ -233,6 +233,9 @@ WS_AUDIT_S = env_float("WS_AUDIT_S", 5.0)
 # --- Gavel ---------------------------------------------------------------------------------
 SIGNUP_BONUS = env_int("SIGNUP_BONUS", 1000, minimum=0)
 ACCESS_TOKEN_TTL = env_int("ACCESS_TOKEN_TTL", 3600, minimum=1)
+# How long a web process keeps a token's user (active or not) before reading it again: a user
+# deactivated in another process is refused there within this. 0 reads it on every request.
+TOKEN_USER_CACHE_S = env_float("TOKEN_USER_CACHE_S", 1.0)
 MAX_EXTENSION = env_int("MAX_EXTENSION", 600, minimum=0)  # seconds past the planned end
 BID_RATE_PER_SECOND = env_float("BID_RATE_PER_SECOND", 20.0)
 BID_RATE_BURST = env_int("BID_RATE_BURST", 40, minimum=1)

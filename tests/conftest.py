@@ -56,6 +56,17 @@ def _clean_gavel_keys():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_token_users():
+    """Tests reuse user ids (rolled back, flushed); a user one test's request remembered must not
+    answer for another test's user of the same id."""
+    from core import tokens
+
+    tokens.forget_user()
+    yield
+    tokens.forget_user()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2 at production strength costs ~0.3 s a user; tests create hundreds."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -74,6 +74,10 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = test_database_url()
     env["PYTHONUNBUFFERED"] = "1"
+    # A live process outlives the tests, and the test database gives ids again after each flush
+    # (SQLite): a user remembered for a token (core.tokens) would answer for the next test's
+    # user of the same id. The remembering itself is tested in-process (test_token_users.py).
+    env["TOKEN_USER_CACHE_S"] = "0"
     return env
 
 
