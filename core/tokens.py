@@ -108,7 +108,7 @@ def _active_user_sql() -> tuple[str, list[str]]:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     return (f"SELECT {columns} FROM {quote(User._meta.db_table)} WHERE {quote('id')} = %s AND {quote('is_active')}",
-            [f.attname for f in fields])
+            _attnames())
 
 
 def user_from_authorization(header: str | None) -> User | None:
