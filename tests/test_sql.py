@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -67,3 +68,46 @@ def test_instances_convert_values_as_the_orm_does(auctions):
     made[0].save(update_fields=["title"])  # an instance like any the ORM makes: not "adding"
     assert Auction.objects.get(pk=made[0].pk).title == "saved through the ORM"
     assert Bid.objects.count() == 0
+
+
+AWKWARD_TEXTS = ["plain", "", " padded ", 'say "hi"', "back\\slash", "\\", '\\"', "{braces}", "a,b", "NULL", "null",
+                 "ünïcödé ✓", "new\nline", "tab\there", "it's"]
+
+
+def test_parameter_rows_come_back_exactly_as_given(db):
+    """What the hot statements send as parameter rows (on PostgreSQL, array text built by
+    core.sql) reads back unchanged, whatever the text holds: quotes, backslashes, braces,
+    commas, the word NULL, newlines."""
+    at = clock.now()
+    enum_status = Auction.Status.LIVE  # a str enum: a subclass of a handled type
+    data = AuctionEvent._meta.get_field("data").get_db_prep_save
+    rows = [(n, text, None if n % 3 == 0 else n * 10**11, n % 2 == 0,
+             connection.ops.adapt_datetimefield_value(at + timedelta(microseconds=n)),
+             data({"text": text, "n": n}, connection), enum_status)
+            for n, text in enumerate(AWKWARD_TEXTS)]
+    vendor = connection.vendor
+    types = ("bigint", "text", "bigint", "boolean", "timestamp with time zone", "jsonb", "varchar(16)")
+    if vendor != "postgresql":
+        types = ("integer", "text", "integer", "bool", "datetime", "text", "varchar(16)")
+    statement = (f"WITH v(k, t, n, b, at, j, s) AS ({sql.rows_source(types, sql.shape(len(rows), vendor), vendor)}) "
+                 "SELECT k, t, n, b, at, j, s FROM v ORDER BY k")
+    with connection.cursor() as cursor:
+        cursor.execute(statement, sql.rows_params(rows, vendor))
+        got = cursor.fetchall()
+    assert [k for k, *_ in got] == list(range(len(AWKWARD_TEXTS)))
+    assert [t for _, t, *_ in got] == AWKWARD_TEXTS
+    assert [n for _, _, n, *_ in got] == [row[2] for row in rows]
+    assert [bool(b) for *_, b, _at, _j, _s in got] == [row[3] for row in rows]
+    if vendor == "postgresql":
+        assert [at_ for *_, at_, _j, _s in got] == [at + timedelta(microseconds=n) for n in range(len(rows))]
+        # Django reads jsonb as its text (its JSONField decodes it), so does this raw cursor.
+        assert [json.loads(j) for *_, j, _s in got] == [{"text": text, "n": n} for n, text in enumerate(AWKWARD_TEXTS)]
+    assert {s for *_, s in got} == {"live"}
+
+
+def test_array_text_of_values_postgresql_is_not_told_about_is_left_to_psycopg():
+    from decimal import Decimal
+
+    assert sql.array_literal([1, None, True]) == "{1,NULL,t}"
+    assert sql.array_literal(['a"b', "c\\d"]) == '{"a\\"b","c\\\\d"}'
+    assert sql.array_literal([Decimal("1.5"), 2]) == [Decimal("1.5"), 2]
