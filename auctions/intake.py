@@ -52,7 +52,7 @@ def look_many(asked: list[tuple[int, int, str | None, datetime]]) -> list[Look |
     if not asked:
         return []
     adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         vendor = connection.vendor
         cursor.execute(
             _look_sql(sql.shape(len(asked), vendor), vendor),
@@ -180,7 +180,7 @@ def _one_statement(group: list[Bid]) -> bool:
     # Inside a caller's transaction a savepoint keeps a duplicate client_bid_id from breaking it;
     # outside one the statement is its own transaction, which is the point.
     scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with scope, connection.cursor() as cursor:
+    with scope, sql.cursor() as cursor:
         cursor.execute(statement, params)
         stored = dict((position, pk) for pk, position in cursor.fetchall())
     if not stored:
@@ -209,7 +209,7 @@ def _locked(bid: Bid) -> Bid | None:
 def lock(auction_id: int) -> bool:
     """Lock the auction's Intake row (an end's or cancel's first step, before the Auction row);
     False if there is no such auction."""
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(_lock_sql(connection.vendor), [auction_id])
         return cursor.fetchone() is not None
 

@@ -439,7 +439,7 @@ class _Book:
         self.terms = selectors.terms_of(auction)
         self.partial = bidders is not None
         if rows is None:
-            with connection.cursor() as cursor:
+            with sql.cursor() as cursor:
                 if bidders is not None:
                     cursor.execute(_standings_sql(len(bidders), connection.vendor),
                                    [*bidders, auction.pk, auction.pk])
@@ -554,7 +554,7 @@ def bids_decide_pending(*, auction_id: int, now: datetime | None = None) -> int:
 
 def _lock_auction(auction_id: int) -> Auction | None:
     """The auction row, locked FOR NO KEY UPDATE, with its seller's username in `seller_name`."""
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(_lock_auction_sql(connection.vendor), [auction_id])
         row = cursor.fetchone()
     if row is None:
@@ -575,7 +575,7 @@ EVERY_BID = 2**62  # a LIMIT both databases take, for "all of them"
 
 
 def _queued_bids(auction_id: int, limit: int) -> list[Bid]:
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(_queued_sql(connection.vendor), [auction_id, Bid.Status.QUEUED, limit])
         return sql.instances(Bid, cursor.fetchall())
 
@@ -604,7 +604,7 @@ class _BatchRead:
     def of(cls, auction_id: int, limit: int) -> _BatchRead:
         if connection.vendor != "postgresql":
             return cls(_queued_bids(auction_id, limit))
-        with connection.cursor() as cursor:
+        with sql.cursor() as cursor:
             cursor.execute(_batch_read_sql(), [auction_id, Bid.Status.QUEUED, limit, auction_id, auction_id,
                                                auction_id])
             rows = cursor.fetchall()

@@ -168,7 +168,7 @@ class LockedAccounts:
             rows = []
             users = sorted(set(user_ids))
             if users:
-                with connection.cursor() as cursor:
+                with sql.cursor() as cursor:
                     cursor.execute(_locked_accounts_sql(len(users), connection.vendor), [auction_id, *users])
                     rows = cursor.fetchall()
         self.account_of = {user_id: pk for user_id, pk, *_ in rows}

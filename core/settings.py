@@ -130,6 +130,13 @@ if _db_url:
     if _pooled:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1, "max_size": DB_POOL_MAX, "timeout": env_float("DB_POOL_TIMEOUT_S", 10.0)}
+    # The hot statements (core.sql.cursor) are prepared on their second run in each connection,
+    # so PostgreSQL stops parsing and planning them on every call. Off (false) behind a pooler
+    # that hands one session's statements to several server connections (PgBouncer's
+    # transaction mode before 1.21); the ORM's own queries are never prepared.
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+            1 if env_bool("DB_PREPARED_STATEMENTS", True) else None)
 else:
     DATABASES = {
         "default": {

@@ -11,7 +11,7 @@ import jwt
 from django.conf import settings
 from django.db import connection
 
-from core import clock
+from core import clock, sql
 from core.models import User
 
 ALGORITHM = "HS256"
@@ -96,7 +96,7 @@ def _active_user(user_id: int) -> User | None:
     if connection.vendor != "postgresql":
         return next(iter(User.objects.filter(pk=user_id, is_active=True)[:1]), None)
     statement, names = _active_user_sql()
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(statement, [user_id])
         row = cursor.fetchone()
     return None if row is None else User.from_db(connection.alias, names, row)

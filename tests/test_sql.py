@@ -111,3 +111,23 @@ def test_array_text_of_values_postgresql_is_not_told_about_is_left_to_psycopg():
     assert sql.array_literal([1, None, True]) == "{1,NULL,t}"
     assert sql.array_literal(['a"b', "c\\d"]) == '{"a\\"b","c\\\\d"}'
     assert sql.array_literal([Decimal("1.5"), 2]) == [Decimal("1.5"), 2]
+
+
+def test_hot_statements_are_prepared_once_per_connection_and_log_their_text(auctions):
+    """PostgreSQL parses and plans a hot statement once per connection, not on every run: after
+    a few decides' worth of lock statements, the session holds it prepared, once. Django's query
+    log still shows each run's statement."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's; SQLite caches its own")
+    from auctions import services
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(4):
+            with transaction.atomic():
+                assert services._lock_auction(auctions[0].pk).pk == auctions[0].pk
+    statement = services._lock_auction_sql("postgresql")
+    assert [q["sql"] for q in queries.captured_queries if "FOR NO KEY UPDATE" in (q["sql"] or "")] == [statement] * 4
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [text for (text,) in cursor.fetchall()]
+    assert len([text for text in prepared if "FOR NO KEY UPDATE" in text]) == 1
